@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import struct
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -127,19 +128,36 @@ def _save_plain(hf: Any, folder: Path) -> None:
     save_file(state, str(folder / "model.safetensors"), metadata={"format": "pt"})
 
 
-def _build_default_cache(target: Path) -> None:
-    """Convert the GGUF once into a float32 safetensors folder (atomic: temp dir + rename)."""
+def _load_gguf(dtype: Any) -> tuple[Any, Any]:
+    """Load the embedded GGUF with transformers (dequantized; ~20 s on 2 cores)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf = default_gguf_path()
+    hf = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=dtype)
+    tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    return hf, tok
+
+
+def _build_default_cache(target: Path) -> tuple[Any, Any]:
+    """Convert the GGUF once into a float32 safetensors folder (atomic: temp dir + rename).
+
+    Returns the freshly loaded ``(hf_model, tokenizer)`` so the first load does not read the
+    cache straight back. Interrupting it (KeyboardInterrupt) leaves no partial cache behind.
+    """
     import torch
 
     gguf = default_gguf_path()
+    print(
+        f"interp_widgets: converting the embedded {DEFAULT_MODEL_NAME} (GGUF) to a float32 "
+        f"safetensors cache at {target} (once; about 20 s)",
+        file=sys.stderr,
+        flush=True,
+    )
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=target.name + ".tmp-", dir=target.parent))
+    trash = None
     try:
-        hf = AutoModelForCausalLM.from_pretrained(
-            str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32
-        )
-        tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        hf, tok = _load_gguf(torch.float32)
         _save_plain(hf, tmp)
         tok.save_pretrained(tmp)
         files = {}
@@ -152,33 +170,45 @@ def _build_default_cache(target: Path) -> None:
             "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
             "files": files,
         }
+        # The manifest is written last: a folder without one is never trusted.
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
         if target.exists():
-            shutil.rmtree(target)
+            # Move the bad cache aside first so the swap itself is two renames.
+            trash = Path(tempfile.mkdtemp(prefix=target.name + ".old-", dir=target.parent))
+            os.replace(target, trash / "old")
         os.replace(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    finally:
+        if trash is not None:
+            shutil.rmtree(trash, ignore_errors=True)
+    return hf, tok
 
 
 def load_default_hf(*, use_cache: bool = True, dtype: Any = None) -> tuple[Any, Any]:
-    """Load the embedded SmolLM2 as ``(hf_model, tokenizer)``, through the safetensors cache."""
+    """Load the embedded SmolLM2 as ``(hf_model, tokenizer)``, through the safetensors cache.
+
+    ``use_cache=False`` loads the GGUF directly (the slow path the cache replaces). A missing,
+    partial or corrupt cache (any file whose size or sha256 differs from the manifest) is rebuilt.
+
+        >>> hf, tok = load_default_hf()                   # ~1 s once cached
+        >>> hf_ref, _ = load_default_hf(use_cache=False)  # ~20 s, bitwise the same weights
+    """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     dtype = dtype or torch.float32
     if not use_cache:
-        gguf = default_gguf_path()
-        hf = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=dtype)
-        tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-        return hf, tok
+        return _load_gguf(dtype)
     path = default_cache_path()
     try:
         manifest = _validate_cache(path, full_hash=True)
         if manifest.get("source") != _gguf_fingerprint(default_gguf_path()):
             raise CacheError("the cache was built from another GGUF file")
     except CacheError:
-        _build_default_cache(path)
+        hf, tok = _build_default_cache(path)
+        return (hf if hf.dtype == dtype else hf.to(dtype)), tok
     hf = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype)
     tok = AutoTokenizer.from_pretrained(str(path))
     return hf, tok

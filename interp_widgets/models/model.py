@@ -17,7 +17,15 @@ from typing import Any
 import torch
 
 from ..errors import ModelLoadError, PromptError, RemoteError, SiteError
-from .sites import GLOBAL_SITES, LAYER_SITES, FamilySpec, Site, check_site, family_spec, valid_site_names
+from .sites import (
+    GLOBAL_SITES,
+    LAYER_SITES,
+    FamilySpec,
+    Site,
+    check_site,
+    family_spec,
+    valid_site_names,
+)
 
 RemoteMode = bool | str
 
@@ -120,7 +128,11 @@ class Model:
         return obj
 
     def module(self, site: str | Site) -> Any:
-        """The torch module that carries a site (its output or input is the site's tensor)."""
+        """The torch module that carries a site (its output or input is the site's tensor).
+
+        For ``logits`` this is the unembedding; the site itself is the model's final output,
+        which differs from the unembedding's output where the model soft-caps (Gemma-2).
+        """
         s = self.site(site)
         if s.name == "embed":
             return self._module(self.spec.embed)
@@ -133,7 +145,8 @@ class Model:
         if site.name == "embed":
             return self.envoy(self.spec.embed), "output"
         if site.name == "logits":
-            return self.envoy(self.spec.unembed), "output"
+            # The model's own output, not lm_head's: Gemma-2 soft-caps logits after lm_head.
+            return self.nn, "logits"
         acc = self.spec.accessors[site.name]
         return self.envoy(acc.path.format(L=site.layer)), acc.kind
 
@@ -143,6 +156,8 @@ class Model:
         if kind == "input":
             return env.input
         out = env.output
+        if kind == "logits":
+            return out.logits if hasattr(out, "logits") else out[0]
         return out[0] if isinstance(out, tuple) else out
 
     def write(self, site: str | Site, value: torch.Tensor) -> None:
@@ -152,6 +167,12 @@ class Model:
             env.input = value
             return
         out = env.output
+        if kind == "logits":
+            if hasattr(out, "logits"):
+                out.logits = value
+            else:
+                env.output = (value, *out[1:])
+            return
         if isinstance(out, tuple):
             env.output = (value, *out[1:])
         else:
