@@ -161,8 +161,20 @@ class Model:
         return out[0] if isinstance(out, tuple) else out
 
     def write(self, site: str | Site, value: torch.Tensor) -> None:
-        """Inside a trace: replace the tensor at ``site`` with ``value`` (same shape)."""
-        env, kind = self._where(self.site(site))
+        """Inside a trace: replace the tensor at ``site`` with ``value`` (same shape).
+
+        ``resid_mid`` has no module of its own: the MLP's norm gets ``value`` as input and the
+        difference is added to the block output, so the skip connection carries ``value`` too.
+        After writing ``resid_mid.L``, read no other site of layer L in the same trace
+        (nnsight needs forward order).
+        """
+        s = self.site(site)
+        env, kind = self._where(s)
+        if s.name == "resid_mid":
+            old = env.input
+            env.input = value
+            self._add_to_block_output(int(s.layer or 0), value - old)
+            return
         if kind == "input":
             env.input = value
             return
@@ -177,6 +189,14 @@ class Model:
             env.output = (value, *out[1:])
         else:
             env.output = value
+
+    def _add_to_block_output(self, layer: int, delta: torch.Tensor) -> None:
+        env = self.envoy(self.spec.accessors["resid_post"].path.format(L=layer))
+        out = env.output
+        if isinstance(out, tuple):
+            env.output = (out[0] + delta, *out[1:])
+        else:
+            env.output = out + delta
 
     # ------------------------------------------------------------ tokenizing
     def check_prompts(self, prompts: str | Sequence[str]) -> list[str]:
