@@ -132,7 +132,9 @@ def test_model_attributes_and_repr(tiny_llama, tiny_gpt2):
     assert (tiny_llama.n_layers, tiny_llama.d_model, tiny_llama.n_ctx) == (4, 64, 256)
     assert (tiny_gpt2.n_layers, tiny_gpt2.d_model, tiny_gpt2.family) == (2, 32, "gpt2")
     assert tiny_llama.d_vocab == len(tiny_llama.tokenizer)
-    assert repr(tiny_llama) == "Model('tiny-llama', family=llama, n_layers=4, d_model=64, d_vocab=%d)" % tiny_llama.d_vocab
+    assert repr(tiny_llama) == (
+        f"Model('tiny-llama', family=llama, n_layers=4, d_model=64, d_vocab={tiny_llama.d_vocab})"
+    )
     assert isinstance(tiny_llama, Model) and iw.Model is Model
     assert type(tiny_llama.nn).__name__ == "TransformersModel"
 
@@ -140,7 +142,7 @@ def test_model_attributes_and_repr(tiny_llama, tiny_gpt2):
 def test_tiny_models_are_deterministic():
     a, b = iw.load_model("tiny-llama"), iw.load_model("tiny-llama")
     assert a is not b
-    for (na, pa), (nb, pb) in zip(a.hf.named_parameters(), b.hf.named_parameters()):
+    for (na, pa), (nb, pb) in zip(a.hf.named_parameters(), b.hf.named_parameters(), strict=True):
         assert na == nb and torch.equal(pa, pb)
     assert a.generate("Hello", max_new_tokens=4) == b.generate("Hello", max_new_tokens=4)
 
