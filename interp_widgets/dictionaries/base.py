@@ -140,13 +140,18 @@ class Dictionary(nn.Module):
             raise DictionaryError(f"{self.name} has no folder yet: call .save(folder) first")
         return atomic_write_json(target, {str(k): v for k, v in sorted(self.labels.items())})
 
-    def check_model(self, model: Any) -> None:
-        """Raise DictionaryError naming both sides if this dictionary does not fit ``model``."""
-        want = self.metadata.get("model")
-        if want and getattr(model, "name", None) and want != model.name:
+    def check_model(self, model: Any, *, check_name: bool = True) -> None:
+        """Raise DictionaryError naming both sides if this dictionary does not fit ``model``.
+
+        Checks the model name (loosely: ``org/Name`` == ``name``; skip with ``check_name=False``),
+        ``d_in`` / ``d_out`` against ``d_model``, and that the sites exist.
+        """
+        want = self.metadata.get("model") or self.metadata.get("source_model")
+        if check_name and want and getattr(model, "name", None) and not same_model_name(want, model.name):
             raise DictionaryError(
                 f"{self.name} was trained on model {want!r} but is used with {model.name!r}: "
-                f"load a dictionary for {model.name}"
+                f"load a dictionary for {model.name} (or pass check_name=False if it is the "
+                f"same model under another name)"
             )
         if self.d_in != model.d_model:
             raise DictionaryError(
@@ -156,6 +161,11 @@ class Dictionary(nn.Module):
         model.site(self.site)
         if self.out_site is not None:
             model.site(self.out_site)
+            if self.d_out != model.d_model:
+                raise DictionaryError(
+                    f"{self.name} writes d_out={self.d_out} at {self.out_site} but {model.name} "
+                    f"has d_model={model.d_model}: this dictionary belongs to another model"
+                )
 
     def _check_input(self, x: Tensor) -> None:
         if x.shape[-1] != self.d_in:
@@ -207,7 +217,8 @@ class SAE(Dictionary):
     def __init__(self, *, d_in: int, n_features: int, site: str | Site, architecture: str = "relu",
                  k: int | None = None, apply_b_dec_to_input: bool = False,
                  rescale_acts_by_decoder_norm: bool = False, scaling_factor: float | None = None,
-                 out_site: str | Site | None = None, d_out: int | None = None, **kw: Any):
+                 out_site: str | Site | None = None, d_out: int | None = None,
+                 topk_relu: bool = True, **kw: Any):
         if architecture not in ARCHITECTURES:
             raise DictionaryError(
                 f"unknown architecture {architecture!r}: choose one of {', '.join(ARCHITECTURES)}"
@@ -222,6 +233,8 @@ class SAE(Dictionary):
         self.apply_b_dec_to_input = bool(apply_b_dec_to_input)
         self.rescale_acts_by_decoder_norm = bool(rescale_acts_by_decoder_norm)
         self.scaling_factor = scaling_factor  # SAELens "expected_average_only_in" normalisation
+        # SAELens' TopK applies ReLU to the k kept values; circuit-tracer's TopK keeps their sign
+        self.topk_relu = bool(topk_relu)
         self.W_enc = nn.Parameter(torch.zeros(d_in, n_features))
         self.b_enc = nn.Parameter(torch.zeros(n_features))
         self._W_dec = nn.Parameter(torch.zeros(n_features, d_out))
@@ -284,7 +297,7 @@ class SAE(Dictionary):
             return torch.relu(pre) * (pre > self.threshold)
         if arch == "topk":
             vals, idx = pre.topk(self.k, dim=-1)
-            return torch.zeros_like(pre).scatter(-1, idx, torch.relu(vals))
+            return torch.zeros_like(pre).scatter(-1, idx, torch.relu(vals) if self.topk_relu else vals)
         # batchtopk: at inference a learned global threshold acts as JumpReLU, as in SAELens
         if self.threshold is not None and bool((self.threshold > 0).any()):
             return torch.relu(pre) * (pre > self.threshold)
@@ -323,6 +336,7 @@ class SAE(Dictionary):
             "apply_b_dec_to_input": self.apply_b_dec_to_input,
             "rescale_acts_by_decoder_norm": self.rescale_acts_by_decoder_norm,
             "scaling_factor": self.scaling_factor,
+            "topk_relu": self.topk_relu,
         }
 
 
@@ -408,9 +422,9 @@ class TranscoderSet(Mapping[int, Any]):
     def d_in(self) -> int:
         return next(iter(self.transcoders.values())).d_in
 
-    def check_model(self, model: Any) -> None:
+    def check_model(self, model: Any, *, check_name: bool = True) -> None:
         for tc in self.transcoders.values():
-            tc.check_model(model)
+            tc.check_model(model, check_name=check_name)
 
     def save(self, folder: str | Path, *, dtype: torch.dtype | None = None) -> Path:
         folder = Path(folder)
@@ -426,6 +440,13 @@ class TranscoderSet(Mapping[int, Any]):
 
     def __repr__(self) -> str:
         return f"TranscoderSet({self.name!r}, layers={_ranges(self.layers)}, n={len(self)})"
+
+
+def same_model_name(a: str, b: str) -> bool:
+    """Loose model-name match: ``"HuggingFaceTB/SmolLM2-135M-Instruct"`` == ``"smollm2-135m-instruct"``."""
+    def norm(x: str) -> str:
+        return str(x).strip().rstrip("/").split("/")[-1].lower()
+    return norm(a) == norm(b)
 
 
 def _ranges(xs: list[int]) -> str:
@@ -483,14 +504,16 @@ def load_ours(folder: str | Path) -> Any:
                 architecture=cfg.get("architecture", "relu"), k=cfg.get("k"),
                 apply_b_dec_to_input=cfg.get("apply_b_dec_to_input", False),
                 rescale_acts_by_decoder_norm=cfg.get("rescale_acts_by_decoder_norm", False),
-                scaling_factor=cfg.get("scaling_factor"), **common)
+                scaling_factor=cfg.get("scaling_factor"),
+                topk_relu=cfg.get("topk_relu", True), **common)
     elif kind == "transcoder":
         d = Transcoder(site=cfg["site"], out_site=cfg.get("out_site"), d_out=cfg.get("d_out"),
                        architecture=cfg.get("architecture", "relu"), k=cfg.get("k"),
                        skip=bool(cfg.get("skip", "W_skip" in weights)),
                        apply_b_dec_to_input=cfg.get("apply_b_dec_to_input", False),
                        rescale_acts_by_decoder_norm=cfg.get("rescale_acts_by_decoder_norm", False),
-                       scaling_factor=cfg.get("scaling_factor"), **common)
+                       scaling_factor=cfg.get("scaling_factor"),
+                       topk_relu=cfg.get("topk_relu", True), **common)
     else:
         raise DictionaryError(f"{folder}/config.json: unknown kind {kind!r} (sae, transcoder, transcoder_set)")
     load_state(d, weights, where=str(folder))

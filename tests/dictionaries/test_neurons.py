@@ -15,10 +15,10 @@ FAMILIES = ["llama", "gpt2", "qwen2", "mistral", "gemma", "gemma2", "neox"]
 
 
 def _mlp_io(model, layers):
-    sites = [f"mlp_in.{l}" for l in layers] + [f"mlp_out.{l}" for l in layers]
+    sites = [f"mlp_in.{L}" for L in layers] + [f"mlp_out.{L}" for L in layers]
     _, cache = model.run_with_cache(PROMPTS, sites)
     mask = cache.attention_mask.bool()
-    return {l: (cache[f"mlp_in.{l}"][mask], cache[f"mlp_out.{l}"][mask]) for l in layers}
+    return {L: (cache[f"mlp_in.{L}"][mask], cache[f"mlp_out.{L}"][mask]) for L in layers}
 
 
 @pytest.mark.parametrize("family", FAMILIES)
