@@ -22,6 +22,8 @@ from typing import Any
 from ..errors import CacheError, ModelLoadError
 
 DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct"
+#: The Hugging Face id of the same model (what NDIF knows it by).
+DEFAULT_REPO_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 CACHE_ENV = "INTERP_WIDGETS_CACHE"
 _CACHE_FORMAT = 1

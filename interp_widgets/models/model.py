@@ -75,7 +75,16 @@ class Model:
     ``tokenizer``, ``name``, ``n_layers``, ``d_model``, ``d_vocab``, ``n_ctx``, ``family``.
     """
 
-    def __init__(self, hf_model: Any, tokenizer: Any, *, name: str, remote: RemoteMode = False):
+    def __init__(
+        self,
+        hf_model: Any,
+        tokenizer: Any,
+        *,
+        name: str,
+        remote: RemoteMode = False,
+        repo_id: str | None = None,
+        nn: Any = None,
+    ):
         from nnsight import TransformersModel
 
         self.hf = hf_model.eval()
@@ -89,7 +98,11 @@ class Model:
             spec = FamilySpec(**{**spec.__dict__, "unembed": "embed_out"})
         self.spec: FamilySpec = spec
         self.family = self.spec.family
-        self.nn = TransformersModel(hf_model, tokenizer=tokenizer)
+        self.nn = nn if nn is not None else TransformersModel(hf_model, tokenizer=tokenizer)
+        if repo_id is not None:
+            # NDIF finds its copy of the model by this Hugging Face id, not by our local path.
+            self.nn.repo_id = repo_id
+        self.repo_id = repo_id
         self.remote: RemoteMode = remote
         self.n_layers = int(self._module(self.spec.layers).__len__())
         self.d_model = int(getattr(self.config, "hidden_size", None) or self.config.n_embd)
@@ -332,8 +345,15 @@ def _value(x: Any) -> Any:
     return getattr(x, "value", x)
 
 
+_REMOTE_OK: dict[str, float] = {}  # host -> time of the last successful reachability check
+
+
 def check_remote_ready() -> None:
-    """Fail fast (no hang) when NDIF cannot be used: no API key, or host unreachable."""
+    """Fail fast (no hang) when NDIF cannot be used: no API key, or host unreachable.
+
+        >>> check_remote_ready()      # raises RemoteError naming the fix, or returns None
+    """
+    import time
     import urllib.error
     import urllib.request
 
@@ -348,13 +368,51 @@ def check_remote_ready() -> None:
         )
     host = os.environ.get("NDIF_HOST") or CONFIG.API.HOST
     url = host if re.match(r"^https?://", host) else f"https://{host}"
+    if time.monotonic() - _REMOTE_OK.get(url, -1e9) < 60:
+        return
+    timeout = float(os.environ.get("IW_NDIF_TIMEOUT", "5"))
     try:
-        urllib.request.urlopen(url.rstrip("/") + "/ping", timeout=float(os.environ.get("IW_NDIF_TIMEOUT", "5")))
+        urllib.request.urlopen(url.rstrip("/") + "/ping", timeout=timeout)
+    except urllib.error.HTTPError:
+        pass  # the server answered (even 404 / 401): it is reachable
     except (urllib.error.URLError, OSError, ValueError) as e:
+        reason = getattr(e, "reason", e)
         raise RemoteError(
-            f"NDIF at {url} is unreachable ({e}): check your network, NDIF_HOST, or the "
-            f"service status; or run locally with remote=False"
+            f"NDIF at {url} is unreachable ({reason}; waited at most {timeout:g} s): check your "
+            f"network, NDIF_HOST, or the service status; or run locally with remote=False"
         ) from e
+    _REMOTE_OK[url] = time.monotonic()
+
+
+_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def _remote_repo_id(name_or_path: Any, hf: Any) -> str:
+    """The Hugging Face id NDIF knows this model by (remote=True needs one)."""
+    guess = getattr(hf.config, "_name_or_path", "") or ""
+    if _REPO_ID.match(guess) and not Path(guess).exists():
+        return guess
+    raise RemoteError(
+        f"remote=True cannot run {str(name_or_path)!r}: NDIF runs models it hosts, named by "
+        f"their Hugging Face id (e.g. load_model('meta-llama/Llama-3.1-8B', remote=True)). "
+        f"Use remote='local' to check a trace is remote-safe on this machine."
+    )
+
+
+def _load_remote_meta(repo_id: str) -> Model:
+    """A model NDIF hosts: its structure on the meta device (no weights), traced remotely."""
+    from nnsight import TransformersModel
+    from transformers import AutoTokenizer
+
+    try:
+        tok = AutoTokenizer.from_pretrained(repo_id)
+        nn = TransformersModel(repo_id, task="text-generation", tokenizer=tok)
+    except (OSError, ValueError) as e:
+        raise ModelLoadError(
+            f"could not read the config of {repo_id!r} from the Hugging Face Hub ({e}): check "
+            f"the id, your network, and HF_TOKEN for gated models"
+        ) from e
+    return Model(nn._module, nn.tokenizer, name=repo_id, remote=True, repo_id=repo_id, nn=nn)
 
 
 TINY_PREFIX = "tiny-"
@@ -372,16 +430,26 @@ def load_model(
     ``None``: the embedded SmolLM2-135M-Instruct (cached as safetensors after the first load).
     ``"tiny-llama"`` / ``"tiny-gpt2"`` / ...: in-process test models. A folder path: any
     supported causal LM saved by transformers. ``remote``: ``True`` for NDIF, ``"local"`` for
-    nnsight's local simulation of remote execution.
+    nnsight's local simulation of remote execution. With ``remote=True`` a Hugging Face id that is
+    not a local folder (``"meta-llama/Llama-3.1-8B"``) builds the model without weights (NDIF holds
+    them); the embedded default is sent to NDIF as ``HuggingFaceTB/SmolLM2-135M-Instruct``.
+
+        >>> model = load_model()                            # embedded SmolLM2, ~1 s once cached
+        >>> model = load_model("tiny-llama")                # in-process test model
+        >>> model = load_model("tiny-llama", remote="local")  # traces go through serialization
     """
-    from .loading import DEFAULT_MODEL_NAME, load_default_hf, load_folder_hf
+    from .loading import DEFAULT_MODEL_NAME, DEFAULT_REPO_ID, load_default_hf, load_folder_hf
     from .tiny import TINY_FAMILIES, build_tiny
 
     if remote not in (False, True, "local", None):
         raise ModelLoadError(f"remote must be False, True or 'local', got {remote!r}")
+    if remote is True:
+        check_remote_ready()  # before any loading, so a bad key or host fails in seconds
+    repo_id = None
     if name_or_path is None:
         hf, tok = load_default_hf(dtype=dtype)
         name = DEFAULT_MODEL_NAME
+        repo_id = DEFAULT_REPO_ID
     elif isinstance(name_or_path, str) and name_or_path.startswith(TINY_PREFIX):
         fam = name_or_path[len(TINY_PREFIX):]
         if fam not in TINY_FAMILIES:
@@ -395,6 +463,8 @@ def load_model(
         name = name_or_path
     else:
         path = Path(name_or_path).expanduser()
+        if remote is True and not path.exists() and _REPO_ID.match(str(name_or_path)):
+            return _load_remote_meta(str(name_or_path))
         if not path.exists():
             raise ModelLoadError(
                 f"model {str(name_or_path)!r} not found: pass None (embedded default), a tiny "
@@ -405,4 +475,6 @@ def load_model(
         name = path.name
     if device is not None:
         hf = hf.to(device)
-    return Model(hf, tok, name=name, remote=remote or False)
+    if remote is True and repo_id is None:
+        repo_id = _remote_repo_id(name_or_path, hf)
+    return Model(hf, tok, name=name, remote=remote or False, repo_id=repo_id)
