@@ -238,6 +238,9 @@ def load_folder_hf(path: Path, *, dtype: Any = None) -> tuple[Any, Any]:
             str(path), dtype=dtype or torch.float32, use_safetensors=True
         )
         tok = AutoTokenizer.from_pretrained(str(path))
-    except (OSError, ValueError, KeyError) as e:
-        raise ModelLoadError(f"transformers could not load {path}: {e}") from e
+    except Exception as e:  # noqa: BLE001 (safetensors, transformers and tokenizers each raise their own)
+        raise ModelLoadError(
+            f"transformers could not load {path}: {type(e).__name__}: {e}. Check that the folder "
+            f"was written completely by save_pretrained"
+        ) from e
     return hf, tok
