@@ -207,6 +207,20 @@ def _build_default_cache(target: Path) -> tuple[Any, Any]:
     return hf, tok
 
 
+def ensure_default_cache() -> Path:
+    """Build the default model's cache if it is missing or damaged; return its folder.
+
+        >>> ensure_default_cache()     # ~1 s when intact, ~20 s the first time
+        PosixPath('/home/me/.cache/interp_widgets/models/SmolLM2-135M-Instruct-f32-v1')
+    """
+    path = default_cache_path()
+    try:
+        _validate_default_cache(path)
+    except CacheError:
+        _build_default_cache(path)
+    return path
+
+
 def load_default_hf(*, use_cache: bool = True, dtype: Any = None) -> tuple[Any, Any]:
     """Load the embedded SmolLM2 as ``(hf_model, tokenizer)``, through the safetensors cache.
 
