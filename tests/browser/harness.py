@@ -101,7 +101,7 @@ class Lab:
 
         self._pw = sync_playwright().start()
         self.browser = self._pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        self.context = self.browser.new_context(viewport={"width": 1400, "height": 1000}, device_scale_factor=1)
+        self.context = self.browser.new_context(viewport={"width": 1600, "height": 1200}, device_scale_factor=1)
         self.page = self.context.new_page()
         self.console: list[str] = []
         self.page.on("console", lambda m: self.console.append(f"{m.type}: {m.text}"))

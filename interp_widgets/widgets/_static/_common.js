@@ -69,8 +69,11 @@ function shell(model, el, title) {
     h("button", { class: "iw-error-close", "aria-label": "dismiss error", text: "\u00d7",
       onclick: () => { jsError = ""; if (model.get("error")) push(model, "error", ""); sync(); } }));
   const body = h("div", { class: "iw-body" });
-  const root = h("div", { class: "iw-panel", role: "region", "aria-label": title },
+  // data-lm-suppress-shortcuts: JupyterLab leaves keys inside the panel alone (sliders, arrows, Enter)
+  const root = h("div", { class: "iw-panel", role: "region", "aria-label": title, "data-lm-suppress-shortcuts": "true" },
     h("div", { class: "iw-head" }, titleEl, spinner), bar, errBox, body);
+  // the notebook's own keydown handlers (cell navigation) would swallow arrows meant for our controls
+  root.addEventListener("keydown", (e) => e.stopPropagation());
   el.replaceChildren(root);
   let jsError = "";
   const sync = () => {

@@ -1,0 +1,8 @@
+"""Widget tests: make the toy graph helper importable."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
