@@ -399,11 +399,16 @@ class Plan:
     def empty(self) -> bool:
         return not self.specs
 
-    def apply(self, abs_pos: Tensor, prompt_len: Tensor, ids: Tensor | None) -> None:
-        """Call inside a trace / generation step: edit every site this plan touches."""
+    def apply(self, abs_pos: Tensor, prompt_len: Tensor, ids: Tensor | None,
+              save: Sequence[Site] = ()) -> dict[str, Any]:
+        """Call inside a trace / generation step: edit every site this plan touches.
+
+        ``save``: extra sites whose (edited) values are saved and returned by name."""
         model = self.model
         acts: dict[int, Tensor] = {}
-        for site in self.sites:
+        saved: dict[str, Any] = {}
+        sites = sorted(set(self.sites) | set(save), key=lambda s: s.order_key)
+        for site in sites:
             x = model.read(site)
             new = x
             for rs in self.writers.get(site, ()):
@@ -414,6 +419,9 @@ class Plan:
                 model.write(site, new)
             for rs in self.readers.get(site, ()):
                 acts[id(rs)] = rs.bound.activation(new)
+            if site in save:
+                saved[str(site)] = new.save()
+        return saved
 
 
 class StepRunner:
@@ -542,9 +550,11 @@ def generate_rows(model: Any, specs: Sequence[RunSpec], prompts: Sequence[str], 
 
 
 def forward_rows(model: Any, specs: Sequence[RunSpec], sequences: Sequence[Sequence[int]],
-                 prompt_lens: Sequence[int]) -> list[Tensor]:
+                 prompt_lens: Sequence[int], save: Sequence[Site] = ()) -> Any:
     """Teacher-forced logits ``[len_i, vocab]`` (float32) for each token sequence, with
-    ``specs`` applied (``prompt_lens`` split prompt from continuation for the positions)."""
+    ``specs`` applied (``prompt_lens`` split prompt from continuation for the positions).
+
+    With ``save`` sites, returns ``(logits list, {site: [rows, T, d]}, attention_mask)``."""
     B = len(sequences)
     T = max(len(s) for s in sequences)
     pad = model.tokenizer.pad_token_id or 0
@@ -559,10 +569,13 @@ def forward_rows(model: Any, specs: Sequence[RunSpec], sequences: Sequence[Seque
     plan = Plan(model, specs)
     with torch.no_grad():
         with model.trace({"input_ids": ids, "attention_mask": attn}):
-            plan.apply(abs_pos, lens, ids)
+            saved = plan.apply(abs_pos, lens, ids, save)
             logits = model.read(Site("logits")).save()
     logits = _value(logits).float().cpu()
-    return [logits[i, : len(s)] for i, s in enumerate(sequences)]
+    out = [logits[i, : len(s)] for i, s in enumerate(sequences)]
+    if not save:
+        return out
+    return out, {k: _value(v).detach().cpu() for k, v in saved.items()}, attn
 
 
 def _progress(progress: Any, n: int, model: Any) -> tuple[Any, Callable[[int], None] | None]:

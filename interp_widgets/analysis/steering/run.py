@@ -187,6 +187,37 @@ class Steerer:
         return forward_rows(model, specs, seqs, lens)
 
 
+    def run_with_cache(
+        self,
+        prompts: str | Sequence[str],
+        sites: Sequence[Any],
+        *,
+        steered: bool = True,
+    ) -> tuple[Tensor, Any]:
+        """One trace with the specs applied: ``(logits [batch, pos, vocab], cache)`` where
+        ``cache[site]`` holds the *edited* activations (right-padded, like
+        ``model.run_with_cache``; ``cache.attention_mask`` marks real tokens).
+
+            >>> logits, cache = iw.steer(model, spec).run_with_cache(["Hi there"], ["resid_post.3"])
+        """
+        from ...models import ActivationCache
+
+        model = self.model
+        prompts = model.check_prompts(prompts)
+        wanted = sorted({model.site(s) for s in sites}, key=lambda s: s.order_key)
+        if any(s.name == "logits" for s in wanted):
+            raise SteeringError("'logits' is returned as the first value: leave it out of sites")
+        ids = [model.tokenizer(p, add_special_tokens=True)["input_ids"] for p in prompts]
+        lens = [len(x) for x in ids]
+        specs = run_specs(self.bound, lens, [steered] * len(prompts), prompts)
+        logits, saved, attn = forward_rows(model, specs, ids, lens, save=wanted)
+        T = attn.shape[1]
+        padded = torch.zeros(len(prompts), T, logits[0].shape[-1])
+        for i, lg in enumerate(logits):
+            padded[i, : lg.shape[0]] = lg
+        return padded, ActivationCache(saved, attn)
+
+
 def steer(model: Any, specs: Steer | Steers | Sequence[Steer]) -> Steerer:
     """Bind steering specs to a model: checks sites, sizes and dictionaries now.
 
