@@ -569,8 +569,10 @@ def forward_rows(model: Any, specs: Sequence[RunSpec], sequences: Sequence[Seque
     plan = Plan(model, specs)
     with torch.no_grad():
         with model.trace({"input_ids": ids, "attention_mask": attn}):
-            saved = plan.apply(abs_pos, lens, ids, save)
+            box = list().save()  # names bound in the trace body do not leave it; saved ones do
+            box.append(plan.apply(abs_pos, lens, ids, save))
             logits = model.read(Site("logits")).save()
+    saved = _value(box)[0]
     logits = _value(logits).float().cpu()
     out = [logits[i, : len(s)] for i, s in enumerate(sequences)]
     if not save:
