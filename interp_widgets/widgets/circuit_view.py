@@ -114,8 +114,13 @@ class CircuitView(Panel):
     visible_count = traitlets.List(traitlets.Int(), default_value=[0, 0]).tag(sync=True)
 
     def __init__(self, graph: Any, *, selection: Selection | None = None, dictionaries: Any = None,
-                 node_threshold: float = 0.8, edge_threshold: float = 0.98, **kwargs: Any) -> None:
+                 model: Any = None, node_threshold: float = 0.8, edge_threshold: float = 0.98,
+                 **kwargs: Any) -> None:
         self.graph = graph
+        # a graph built in this session remembers its model; one loaded from a file needs model=
+        ctx = getattr(graph, "_context", None)
+        self.model = model if model is not None else getattr(ctx, "model", None)
+        self._intervene_kw = {"model": model, "transcoders": dictionaries} if model is not None else {}
         self.selection = selection if selection is not None else Selection.shared()
         self.dictionaries = dictionaries if dictionaries is not None else getattr(graph, "transcoders", None)
         self._loaded = False
@@ -131,8 +136,10 @@ class CircuitView(Panel):
     # ------------------------------------------------------------------ data
     def _load(self, graph: Any) -> dict[str, Any]:
         """Read the graph into arrays (kept here) and the trait values the browser needs."""
-        nodes = graph.nodes
-        if "id" in nodes.columns:
+        nodes = graph.to_pandas("nodes") if hasattr(graph, "to_pandas") else graph.nodes  # user labels applied
+        if "node_id" in nodes.columns:
+            ids = [str(x) for x in nodes["node_id"].tolist()]
+        elif "id" in nodes.columns:
             ids = [str(x) for x in nodes["id"].tolist()]
         else:
             ids = [str(x) for x in nodes.index.tolist()]
@@ -144,7 +151,7 @@ class CircuitView(Panel):
         feature = np.nan_to_num(np.asarray(_col(nodes, "feature", default=-1), dtype=np.float64), nan=-1).astype(np.int32)
         act = np.asarray(_col(nodes, "activation", default=0.0), dtype=np.float32)
         infl = np.asarray(_col(nodes, "influence", default=0.0), dtype=np.float32)
-        labels = [str(x) if x is not None and x == x else "" for x in _col(nodes, "label", default="")]
+        labels = [_node_label(r) for r in nodes.to_dict("records")]
         src, dst, w = (np.asarray(a) for a in graph.edges_arrays())
         if not (len(src) == len(dst) == len(w)):
             raise GraphError(f"edges_arrays() returned arrays of different lengths: {len(src)}, {len(dst)}, {len(w)}")
@@ -160,8 +167,14 @@ class CircuitView(Panel):
         self._src = src[order].astype(np.int64)
         self._dst = dst[order].astype(np.int64)
         self._w = w[order].astype(np.float32)
-        toks = list(getattr(graph, "tokens", None) or getattr(graph, "str_tokens", None) or [])
-        n_layers = int(getattr(graph, "n_layers", 0) or (int(layer[kinds != KINDS.index("logit")].max()) + 1 if n else 0))
+        toks = list(getattr(graph, "str_tokens", None) or getattr(graph, "tokens", None) or [])
+        is_logit = kinds == KINDS.index("logit")
+        if getattr(graph, "n_layers", None):
+            n_layers = int(graph.n_layers)
+        elif is_logit.any():
+            n_layers = int(layer[is_logit].max())  # logits sit at layer n_layers
+        else:
+            n_layers = int(layer.max()) + 1 if n else 0
         return {
             "title": str(getattr(graph, "prompt", "") or ""),
             "tokens": [str(t) for t in toks] or [str(i) for i in range(int(pos.max()) + 1 if n else 0)],
@@ -278,11 +291,13 @@ class CircuitView(Panel):
             return None
 
     def _logit_effects(self, feat: Any) -> tuple[list[Any], list[Any]]:
-        model = getattr(self.graph, "model", None)
+        model = self.model
         if model is None:
             return [], []
-        from ..analysis.logit_effects import logit_effects
-
+        try:
+            from ..analysis.logit_effects import logit_effects
+        except ImportError:  # older builds without the logit-effects analysis: no token lists
+            return [], []
         eff = logit_effects(feat, model, k=8)
         return _effects_rows(eff)
 
@@ -306,13 +321,11 @@ class CircuitView(Panel):
             raise GraphError(f"a supernode needs at least two nodes; {len(ids)} selected: shift-click to select more")
         for x in ids:
             self._node(x)
-        name = name.strip() or f"group {len(self.supernodes) + 1}"
-        if hasattr(self.graph, "group"):
-            self.graph.group(name, ids)
-        elif isinstance(getattr(self.graph, "supernodes", None), dict):
-            self.graph.supernodes[name] = list(ids)
-        else:
-            raise GraphError("this graph object cannot hold supernodes (no .group() or .supernodes dict)")
+        name = name.strip() or _free_name(self.supernodes)
+        sn = getattr(self.graph, "supernodes", None)
+        if not isinstance(sn, dict):
+            raise GraphError("this graph object cannot hold supernodes (it has no .supernodes dict)")
+        sn[name] = list(ids)  # AttributionGraph.supernodes is the user's annotation, edited in place
         self.supernodes = {**self.supernodes, name: ids}
         self.error = ""
         return name
@@ -323,9 +336,7 @@ class CircuitView(Panel):
         if name not in self.supernodes:
             raise GraphError(f"no supernode named {name!r}; have: {', '.join(self.supernodes) or 'none'}")
         sn = getattr(self.graph, "supernodes", None)
-        if hasattr(self.graph, "ungroup"):
-            self.graph.ungroup(name)
-        elif isinstance(sn, dict):
+        if isinstance(sn, dict):
             sn.pop(name, None)
         self.supernodes = {k: v for k, v in self.supernodes.items() if k != name}
 
@@ -357,12 +368,41 @@ class CircuitView(Panel):
             raise GraphError("select one or more feature nodes to intervene on")
         if not hasattr(self.graph, "intervene"):
             raise GraphError("this graph has no .intervene(): build it with iw.attribute(model, ...)")
+        for x in ids:
+            if x not in self.supernodes:
+                self._node(x)
         with self.working(f"intervening on {len(ids)} node(s)"):
-            res = self.graph.intervene(ids, scale=scale)
+            res = self.graph.intervene({x: float(scale) for x in ids}, **self._intervene_kw)
         df = res.to_pandas() if hasattr(res, "to_pandas") else res
         rows = df.to_dict("records") if hasattr(df, "to_dict") else list(df)
         self.intervention = {"nodes": ids, "scale": scale, "rows": _jsonable(rows)}
         return res
+
+
+def _free_name(groups: dict[str, Any]) -> str:
+    i = len(groups) + 1
+    while f"group {i}" in groups:
+        i += 1
+    return f"group {i}"
+
+
+def _node_label(r: dict[str, Any]) -> str:
+    """A readable label: the dictionary's / user's if set, else built from the node's fields."""
+    lab = r.get("label")
+    if isinstance(lab, str) and lab:
+        return lab
+    kind = _kind(r.get("kind", "feature"))
+    tok = r.get("token")
+    tok = tok if isinstance(tok, str) else ""
+    layer, pos = r.get("layer"), r.get("position", r.get("pos"))
+    if kind == "embed":
+        return f"emb {tok!r}" if tok else f"emb @{pos}"
+    if kind == "logit":
+        p = r.get("probability")
+        return f"logit {tok!r}" + (f" p={float(p):.2f}" if isinstance(p, (int, float)) and p == p else "")
+    if kind == "error":
+        return f"error L{layer} @{pos}"
+    return f"L{layer} #{r.get('feature')} @{pos}"
 
 
 def _effects_rows(eff: Any) -> tuple[list[Any], list[Any]]:

@@ -28,13 +28,13 @@ def test_graph_prune_select_group_pin(nb):
     assert py[0] < 600
 
     # click the most influential feature node
-    top = nb.kernel_eval("view.graph.nodes.query(\"kind == 'feature'\").sort_values('influence').iloc[-1]['id']")
+    top = nb.kernel_eval("view.graph.nodes.query(\"kind == 'feature'\").sort_values('influence').iloc[-1]['node_id']")
     c = _center(nb, panel, top)
     assert c["visible"]
     nb.page.mouse.move(c["x"], c["y"])
     tip = panel.locator(".iw-graph-tip")
     tip.wait_for(state="visible")
-    assert nb.kernel_eval(f"view.graph.nodes.set_index('id').loc[{top!r}, 'label']") in tip.inner_text()
+    assert nb.kernel_eval(f"view.graph.nodes.set_index('node_id').loc[{top!r}, 'label']") in tip.inner_text()
     nb.page.mouse.click(c["x"], c["y"])
     nb.wait_kernel("view.selected", lambda v: v == [top])
     detail = panel.locator(".iw-detail-label")
@@ -44,7 +44,7 @@ def test_graph_prune_select_group_pin(nb):
     assert panel.locator(".iw-graph-detail .iw-list").first.locator(".iw-item").count() == min(8, n_in)
 
     # shift-click a second node, group them
-    second = nb.kernel_eval("view.graph.nodes.query(\"kind == 'feature'\").sort_values('influence').iloc[-2]['id']")
+    second = nb.kernel_eval("view.graph.nodes.query(\"kind == 'feature'\").sort_values('influence').iloc[-2]['node_id']")
     c2 = _center(nb, panel, second)
     nb.page.keyboard.down("Shift")
     nb.page.mouse.click(c2["x"], c2["y"])
