@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -308,15 +308,21 @@ def _load_checkpoint(folder: Path, trainees: Mapping[str, TopKTrainee],
 
 
 # --------------------------------------------------------------------------- the loop
-def train_dictionaries(model: Any, specs: Sequence[DictionarySpec], corpus: Corpus, *,
+def train_dictionaries(model: Any, specs: Sequence[DictionarySpec], corpus: Corpus | None, *,
                        config: TrainConfig | None = None, checkpoint_dir: str | Path | None = None,
-                       progress: bool = True) -> tuple[dict[str, SAE], TrainingReport]:
+                       progress: bool = True,
+                       activations: Iterable[Mapping[Site, Tensor]] | None = None,
+                       d_model: int | None = None) -> tuple[dict[str, SAE], TrainingReport]:
     """Train several TopK dictionaries at once from one stream of forward passes.
 
     Returns ``({name: SAE or Transcoder}, report)``. With ``checkpoint_dir`` the run saves
     every ``config.checkpoint_every_s`` seconds and on Ctrl-C, and a later call with the same
     arguments resumes from there (the shuffle buffer refills first). Deterministic for a seed
     (same machine, same thread count).
+
+    ``activations`` (instead of ``model`` + ``corpus``): an iterable of ``{site: [n, d]}`` row
+    batches, for activations you computed yourself (``model`` may then be ``None``; pass
+    ``d_model``).
     """
     cfg = config or TrainConfig()
     specs = list(specs)
@@ -324,17 +330,18 @@ def train_dictionaries(model: Any, specs: Sequence[DictionarySpec], corpus: Corp
         raise DictionaryError("nothing to train: pass at least one DictionarySpec")
     if len({s.name for s in specs}) != len(specs):
         raise DictionaryError("dictionary names must be unique within one training run")
-    if not isinstance(corpus, Corpus):
+    if activations is None and not isinstance(corpus, Corpus):
         raise CorpusError(f"corpus must be an iw.Corpus, got {type(corpus).__name__}: wrap text "
                           f"with iw.Corpus.from_strings / from_files")
     for sp in specs:
-        model.site(sp.site)
-        model.site(sp.out_site)
+        if model is not None:
+            model.site(sp.site)
+            model.site(sp.out_site)
         if not 0 < sp.k <= sp.n_features:
             raise DictionaryError(f"{sp.name}: k must be in 1-{sp.n_features}, got {sp.k}")
     torch.manual_seed(cfg.seed)
     g = torch.Generator().manual_seed(cfg.seed)
-    d = model.d_model
+    d = int(d_model or model.d_model)
     trainees = {sp.name: TopKTrainee(sp, d, d, g) for sp in specs}
     params = [p for t in trainees.values() for p in t.parameters()]
     opt = torch.optim.Adam(params, lr=cfg.lr, betas=(0.9, 0.999))
@@ -347,6 +354,17 @@ def train_dictionaries(model: Any, specs: Sequence[DictionarySpec], corpus: Corp
     if ckpt is not None and (ckpt / "checkpoint.json").is_file():
         state = {**state, **_load_checkpoint(ckpt, trainees, opt)}
         g.manual_seed(cfg.seed + int(state["batches"]))
+
+    def row_batches() -> Iterator[Mapping[Site, Tensor]]:
+        if activations is not None:
+            for i, rows in enumerate(activations):
+                if i >= int(state["batches"]):
+                    yield rows
+            return
+        for ids in corpus.token_batches(model.tokenizer, batch_size=cfg.batch_size, seq_len=cfg.seq_len,
+                                        skip_batches=int(state["batches"])):
+            acts = read_sites(model, ids, sites)
+            yield {s: _rows(a) for s, a in acts.items()}
 
     def progress_fraction(elapsed: float) -> float:
         p = state["tokens"] / max(cfg.max_tokens, 1)
@@ -364,19 +382,15 @@ def train_dictionaries(model: Any, specs: Sequence[DictionarySpec], corpus: Corp
     stopped_by = "max_tokens"
     live: dict[str, dict[str, float]] = {}
     bar = _bar(cfg.max_tokens, state["tokens"], progress)
-    batches: Iterator[Tensor] = corpus.token_batches(
-        model.tokenizer, batch_size=cfg.batch_size, seq_len=cfg.seq_len, skip_batches=int(state["batches"]))
     try:
-        for ids in batches:
+        for rows in row_batches():
             elapsed = time.perf_counter() - t0
             if state["tokens"] >= cfg.max_tokens:
                 break
             if cfg.budget_minutes and elapsed >= cfg.budget_minutes * 60:
                 stopped_by = "budget"
                 break
-            acts = read_sites(model, ids, sites)
             state["batches"] += 1
-            rows = {s: _rows(a) for s, a in acts.items()}
             for t in trainees.values():
                 if not t.initialised:
                     t.initialise(rows[t.spec.site], rows[t.spec.out_site])
@@ -429,8 +443,10 @@ def train_dictionaries(model: Any, specs: Sequence[DictionarySpec], corpus: Corp
             f"{buffer.capacity} tokens): give more text or lower buffer_batches / batch_size"
         )
     extra = {"tokens_seen": int(state["tokens"]), "seed": cfg.seed, "lr": cfg.lr,
-             "batch_size": cfg.batch_size, "seq_len": cfg.seq_len, "corpus": corpus.name}
-    out_dicts = {name: t.export(model.name, extra) for name, t in trainees.items()}
+             "batch_size": cfg.batch_size, "seq_len": cfg.seq_len,
+             "corpus": corpus.name if corpus is not None else "activations"}
+    model_name = getattr(model, "name", None) or "unknown"
+    out_dicts = {name: t.export(model_name, extra) for name, t in trainees.items()}
     report = TrainingReport(tokens=int(state["tokens"]), steps=int(state["steps"]),
                             seconds=float(state["seconds"]), stopped_by=stopped_by,
                             metrics={k: dict(v) for k, v in live.items()})
