@@ -37,13 +37,13 @@ def _read(name: str) -> str:
     return (STATIC / name).read_text(encoding="utf-8")
 
 
-def esm(name: str) -> str:
-    """One panel's ES module: the shared helpers (``_common.js``) followed by the panel's file.
+def esm(*names: str) -> str:
+    """One panel's ES module: the shared helpers (``_common.js``) followed by the given files.
 
     Concatenated in Python because an anywidget module is loaded from a blob URL and cannot
     import a sibling file; this keeps "no build step" true.
     """
-    return _read("_common.js") + "\n// ---- " + name + "\n" + _read(name)
+    return "\n".join([_read("_common.js"), *(f"// ---- {n}\n" + _read(n) for n in names)])
 
 
 def css(name: str | None = None) -> str:
