@@ -377,3 +377,57 @@ def test_progress_callback_counts_steps(model):
     iw.steer(model, iw.Steer(direction(model), 1.0, site="resid_post.1")).generate(
         PROMPTS[0], max_new_tokens=3, progress=lambda step, total: seen.append((step, total)))
     assert seen == [(1, 3), (2, 3), (3, 3)]
+
+
+# ------------------------------------------------------------------------ sweeps
+def unembed_direction(model, token: str) -> tuple[torch.Tensor, int]:
+    tid = model.tokenizer(token, add_special_tokens=False)["input_ids"][0]
+    return model.hf.lm_head.weight[tid].detach().clone(), tid
+
+
+def test_sweep_dose_response(model):
+    d, tid = unembed_direction(model, " Paris")
+    spec = iw.Steer(d, 1.0, site=f"resid_post.{model.n_layers - 1}")
+    sw = iw.steering_sweep(model, spec, [0, 4, 8, 16], PROMPTS, target=" Paris")
+    assert sw.values.shape == (4, 2) and sw.baseline.shape == (2,)
+    assert torch.allclose(sw.values[0], sw.baseline, atol=1e-5)  # strength 0 = no steering
+    assert bool((sw.mean.diff() > 0).all())  # more of the token's direction, likelier token
+    # the metric is the next-token log-prob after each prompt
+    lp = torch.log_softmax(iw.steer(model, spec).logits(PROMPTS[1], steered=False)[0][-1], -1)
+    assert abs(float(sw.baseline[1]) - float(lp[tid])) < 1e-4
+    df = sw.to_pandas()
+    assert len(df) == 8 and {"strength", "prompt", "value", "baseline", "delta"} <= set(df.columns)
+    fig = sw.figure()
+    assert fig.data[-1].y == tuple(float(v) for v in sw.mean)
+    assert "log p(' Paris')" in fig.layout.yaxis.title.text
+    assert "SteeringSweep" in repr(sw)
+
+
+def test_sweep_with_a_function_and_generation(model):
+    d, tid = unembed_direction(model, " Paris")
+    spec = iw.Steer(d, 1.0, site=f"resid_post.{model.n_layers - 1}", positions="generated")
+
+    def paris_share(logprobs, text):
+        return text.count("Paris") / max(1, len(text.split()))
+
+    sw = iw.steering_sweep(model, spec, [0.0, 30.0], PROMPTS[0], metric=paris_share,
+                           max_new_tokens=4)
+    assert sw.metric_name == "paris_share" and len(sw.texts) == 2
+    assert sw.texts[0] == tuple(sw.baseline_texts)  # strength 0 generates the baseline text
+    assert float(sw.values[1, 0]) > float(sw.values[0, 0])
+    with pytest.raises(SteeringError, match="without generation"):
+        iw.steering_sweep(model, spec, [1.0], PROMPTS[0], target=" Paris")
+
+
+def test_sweep_bad_inputs(model):
+    spec = iw.Steer(direction(model), 1.0, site="resid_post.1")
+    for bad in ([], [1.0, float("nan")], "1,2"):
+        with pytest.raises(SteeringError, match="strengths"):
+            iw.steering_sweep(model, spec, bad, PROMPTS[0], target=" Paris")
+    with pytest.raises(SteeringError, match="exactly one"):
+        iw.steering_sweep(model, spec, [1.0], PROMPTS[0])
+    with pytest.raises(SteeringError, match="single tokens"):
+        iw.steering_sweep(model, spec, [1.0], PROMPTS[0], target="Eiffel Tower is")
+    with pytest.raises(SteeringError, match="no strength"):
+        iw.steering_sweep(model, iw.Steer("resid_post.1", mode="ablate"), [1.0], PROMPTS[0],
+                          target=" Paris")

@@ -6,10 +6,11 @@ code runs with ``remote="local"`` and on NDIF. Generation iterates the steps wit
 ``tr.iter[0:n]``: step 0 is the prompt (prefill), each later step one new position, with the
 KV cache (the prompt is never re-run).
 
-Typical residual norms (``units="relative"``), measured on SmolLM2-135M-Instruct over the
-built-in prompts (median per-token L2 norm, position 0 excluded): ``resid_post.0`` ~8,
-``resid_post.6`` ~35, ``resid_post.12`` ~60, ``resid_post.20`` ~115, ``resid_post.29`` ~550.
-See :func:`typical_norm`.
+Typical norms (the unit of ``units="relative"``), measured on SmolLM2-135M-Instruct over the
+built-in prompts (median per-token L2 norm, position 0 excluded): ``resid_post.0`` ~43,
+``resid_post.6`` ~100, ``resid_post.12`` ~140, ``resid_post.20`` ~235, ``resid_post.29`` ~760,
+``mlp_out.12`` ~31, ``attn_out.12`` ~20. So 0.25 relative at ``resid_post.12`` adds ~35, where a
+concept direction starts to change greedy text. See :func:`typical_norm`.
 
     >>> s = iw.steer(model, iw.Steer(direction, 48.0, site="resid_post.12"))
     >>> r = s.generate("My favourite city is", max_new_tokens=16)
@@ -73,7 +74,13 @@ def typical_norm(model: Any, site: str | Site) -> float:
     s = model.site(site)
     cache = _NORMS.setdefault(model, {})
     if str(s) not in cache:
-        cache[str(s)] = float(_site_tokens(model, s, NORM_PROMPTS).norm(dim=-1).median())
+        # one forward measures every site: a panel switching sites then pays nothing more
+        sites = [Site("embed"), *model.sites()]
+        _, acts = model.run_with_cache(list(NORM_PROMPTS), sites)
+        keep = acts.attention_mask.bool().clone()
+        keep[:, 0] = False
+        for name in acts:
+            cache[name] = float(acts[name].float()[keep].norm(dim=-1).median())
     return cache[str(s)]
 
 
