@@ -26,11 +26,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..dictionaries.base import TranscoderSet
+from ..dictionaries.base import DEFAULT_SINK_RATIO, TranscoderSet, mark_sinks
 from ..errors import DictionaryError, FeatureError, PromptError
 from ..models.sites import Site
 
-DEFAULT_SINK_RATIO = 10.0
 SINK_RULE = ("position 0, or residual norm > {ratio:g} x the median norm of the prompt's "
              "other tokens (at {site})")
 
@@ -427,16 +426,6 @@ def _sink_site(sites: list[Site], n_layers: int) -> Site:
     return Site("resid_post", min(int(layer), n_layers - 1))
 
 
-def _mark_sinks(norms: Tensor, ratio: float) -> list[bool]:
-    n = norms.shape[0]
-    sink = [True] + [False] * (n - 1)
-    if n > 2:
-        med = float(norms[1:].median())
-        for i in range(1, n):
-            sink[i] = bool(float(norms[i]) > ratio * med)
-    return sink
-
-
 def _value(x: Any) -> Any:
     return getattr(x, "value", x)
 
@@ -499,7 +488,7 @@ def feature_activations(model: Any, dictionaries: Any, prompts: str | Sequence[s
         norms = acts_of[str(sink_site)].float().norm(dim=-1)
         batch_sink = []
         for j, i in enumerate(batch):
-            sinks[i] = _mark_sinks(norms[starts[j]:starts[j + 1]], float(sink_ratio))
+            sinks[i] = mark_sinks(norms[starts[j]:starts[j + 1]], float(sink_ratio))
             batch_sink += sinks[i]
         keep = ~torch.tensor(batch_sink, dtype=torch.bool)
         for name, d in dicts.items():

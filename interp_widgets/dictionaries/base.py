@@ -442,6 +442,29 @@ class TranscoderSet(Mapping[int, Any]):
         return f"TranscoderSet({self.name!r}, layers={_ranges(self.layers)}, n={len(self)})"
 
 
+#: A token is an attention sink if it is at position 0 or its residual norm exceeds this many times
+#: the median norm of its prompt's other tokens (SmolLM2: ~24,000 at position 0 vs ~150).
+DEFAULT_SINK_RATIO = 10.0
+
+
+def mark_sinks(norms: Tensor, ratio: float = DEFAULT_SINK_RATIO) -> list[bool]:
+    """Sink marks for one prompt's tokens from their residual norms ``[n_tokens]``.
+
+    Position 0 is always a sink (it attends only to itself; circuit-tracer drops it too); any
+    other token is one when its norm is more than ``ratio`` x the median of positions 1..n.
+
+        >>> mark_sinks(torch.tensor([24000.0, 150.0, 160.0, 3000.0]))
+        [True, False, False, True]
+    """
+    n = int(norms.shape[0])
+    sink = [True] + [False] * max(n - 1, 0)
+    if n > 2:
+        med = float(norms[1:].float().median())
+        for i in range(1, n):
+            sink[i] = bool(float(norms[i]) > ratio * med)
+    return sink[:n]
+
+
 def same_model_name(a: str, b: str) -> bool:
     """Loose model-name match: ``"HuggingFaceTB/SmolLM2-135M-Instruct"`` == ``"smollm2-135m-instruct"``."""
     def norm(x: str) -> str:

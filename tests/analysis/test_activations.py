@@ -7,8 +7,9 @@ import pytest
 import torch
 
 import interp_widgets as iw
-from interp_widgets.analysis.activations import FeatureActivations, _mark_sinks, feature_activations
+from interp_widgets.analysis.activations import FeatureActivations, feature_activations
 from interp_widgets.dictionaries import SAE, Transcoder, TranscoderSet
+from interp_widgets.dictionaries.base import mark_sinks
 from interp_widgets.errors import DictionaryError, FeatureError, PromptError, SiteError
 
 PROMPTS = [
@@ -151,8 +152,8 @@ def test_sinks_are_marked(llama_acts):
         assert row[0] is True
     assert "position 0" in llama_acts.sink_rule
     # the norm rule on its own
-    assert _mark_sinks(torch.tensor([5.0, 1.0, 1.2, 50.0, 0.9]), 10.0) == [True, False, False, True, False]
-    assert _mark_sinks(torch.tensor([5.0]), 10.0) == [True]
+    assert mark_sinks(torch.tensor([5.0, 1.0, 1.2, 50.0, 0.9]), 10.0) == [True, False, False, True, False]
+    assert mark_sinks(torch.tensor([5.0]), 10.0) == [True]
 
 
 def test_reconstruction_quality(tiny_llama, llama_acts):
