@@ -410,8 +410,8 @@ def _effects_rows(eff: Any) -> tuple[list[Any], list[Any]]:
     for pa, sa in (("promoted", "suppressed"), ("top", "bottom")):
         if hasattr(eff, pa) and hasattr(eff, sa):
             return _pairs(getattr(eff, pa)), _pairs(getattr(eff, sa))
-    if hasattr(eff, "to_pandas"):
-        df = eff.to_pandas()
+    if hasattr(eff, "to_pandas") or hasattr(eff, "sort_values"):  # a result object or a DataFrame
+        df = eff.to_pandas() if hasattr(eff, "to_pandas") else eff
         val = "effect" if "effect" in df.columns else df.select_dtypes("number").columns[-1]
         tok = "token" if "token" in df.columns else df.columns[0]
         d = df.sort_values(val)
