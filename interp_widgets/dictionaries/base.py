@@ -99,6 +99,8 @@ class Dictionary(nn.Module):
         self.labels: dict[int, str] = {int(k): str(v) for k, v in (labels or {}).items()}
         self.name = name or f"{self.kind}@{self.site}"
         self.path: Path | None = None
+        # where edited labels go; default <path>/labels.json (foreign formats set their own)
+        self.labels_file: Path | None = None
 
     # -- features
     def check_feature(self, index: int) -> int:
@@ -131,11 +133,16 @@ class Dictionary(nn.Module):
             self.labels[i] = label
         else:
             self.labels.pop(i, None)
-        if save and self.path is not None:
+        if save and (self.labels_file is not None or self.path is not None):
             self.save_labels()
 
     def save_labels(self, path: str | Path | None = None) -> Path:
-        target = Path(path) if path is not None else (self.path / "labels.json" if self.path else None)
+        if path is not None:
+            target: Path | None = Path(path)
+        elif self.labels_file is not None:
+            target = self.labels_file
+        else:
+            target = self.path / "labels.json" if self.path else None
         if target is None:
             raise DictionaryError(f"{self.name} has no folder yet: call .save(folder) first")
         return atomic_write_json(target, {str(k): v for k, v in sorted(self.labels.items())})
@@ -490,6 +497,19 @@ def _ranges(xs: list[int]) -> str:
 _CONFIG_KEYS = {"kind", "site", "d_in", "n_features"}
 
 
+def read_labels(path: Path) -> dict[int, str]:
+    """``{feature id: label}`` from a labels JSON file (empty if the file does not exist)."""
+    if not path.is_file():
+        return {}
+    labels = read_json(path, "labels file")
+    if not isinstance(labels, dict):
+        raise DictionaryError(f"{path} must hold an object of id -> label")
+    try:
+        return {int(k): str(v) for k, v in labels.items()}
+    except ValueError as e:
+        raise DictionaryError(f"{path}: label keys must be feature ids ({e})") from e
+
+
 def load_ours(folder: str | Path) -> Any:
     """Load a dictionary or transcoder set saved by ``.save()`` (our format)."""
     folder = Path(folder)
@@ -512,14 +532,7 @@ def load_ours(folder: str | Path) -> Any:
         if not isinstance(cfg[key], int) or isinstance(cfg[key], bool) or cfg[key] <= 0:
             raise DictionaryError(f"{folder}/config.json: {key} must be a positive int, got {cfg[key]!r}")
     weights = load_safetensors(folder / "weights.safetensors")
-    labels_path = folder / "labels.json"
-    labels = read_json(labels_path, "labels file") if labels_path.is_file() else {}
-    if not isinstance(labels, dict):
-        raise DictionaryError(f"{labels_path} must hold an object of id -> label")
-    try:
-        labels = {int(k): str(v) for k, v in labels.items()}
-    except ValueError as e:
-        raise DictionaryError(f"{labels_path}: label keys must be feature ids ({e})") from e
+    labels = read_labels(folder / "labels.json")
     common = dict(d_in=cfg["d_in"], n_features=cfg["n_features"], metadata=cfg.get("metadata") or {},
                   labels=labels, name=cfg.get("name"))
     if kind == "sae":

@@ -42,7 +42,7 @@ from ..files import (
     refuse_pickle,
 )
 from ..models.sites import GLOBAL_SITES, LAYER_SITES, Site
-from .base import SAE, Dictionary, Transcoder, TranscoderSet, load_ours, same_model_name
+from .base import SAE, Dictionary, Transcoder, TranscoderSet, load_ours, read_labels, same_model_name
 
 FORMATS = ("interp_widgets", "saelens", "circuit_tracer")
 STARTER = "starter"
@@ -423,6 +423,7 @@ def load_saelens(folder: str | Path) -> SAE:
             weights["W_dec"] = weights["W_dec"] * fsf[:, None]
     _load_checked(d, weights, where=f"{folder}/sae_weights.safetensors", config=where)
     d.path = folder
+    d.labels.update(read_labels(folder / "labels.json"))  # our addition beside SAELens' files
     return d
 
 
@@ -590,6 +591,9 @@ def load_circuit_tracer(folder: str | Path) -> TranscoderSet:
             ours["W_skip"] = w["W_skip"].T  # circuit-tracer: x @ W_skip.T
         _load_checked(tc, ours, where=where, config=f"{folder}/config.yaml")
         tc.path = f
+        # one labels file per layer beside circuit-tracer's files (our addition)
+        tc.labels_file = folder / f"labels_layer_{layer}.json"
+        tc.labels.update(read_labels(tc.labels_file))
         tcs[layer] = tc
     return TranscoderSet(tcs, name=folder.name, path=folder,
                          metadata={"source_format": "circuit_tracer",

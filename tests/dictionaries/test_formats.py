@@ -251,6 +251,19 @@ def test_circuit_tracer_jumprelu_topk_and_skip_math(tmp_path):
     assert (tk.encode(low) < 0).any()
 
 
+def test_labels_persist_beside_foreign_formats(tmp_path):
+    _write_saelens(tmp_path / "s", _v6_cfg("standard"), _saelens_tensors(7))
+    iw.load_dictionary(tmp_path / "s").set_label(4, "four")
+    assert iw.load_dictionary(tmp_path / "s")[4].label == "four"
+    tset = TranscoderSet({L: Transcoder.random(d_in=D, n_features=N, layer=L, seed=L) for L in range(2)})
+    save_circuit_tracer(tset, tmp_path / "ct")
+    ct = iw.load_transcoders(tmp_path / "ct")
+    ct[0].set_label(1, "zero/one")
+    ct[1].set_label(1, "one/one")
+    again = iw.load_transcoders(tmp_path / "ct")
+    assert again[0][1].label == "zero/one" and again[1][1].label == "one/one"
+
+
 def test_save_circuit_tracer_round_trip(tmp_path):
     tcs = {}
     for layer in range(3):
