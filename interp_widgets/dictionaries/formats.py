@@ -42,7 +42,15 @@ from ..files import (
     refuse_pickle,
 )
 from ..models.sites import GLOBAL_SITES, LAYER_SITES, Site
-from .base import SAE, Dictionary, Transcoder, TranscoderSet, load_ours, read_labels, same_model_name
+from .base import (
+    SAE,
+    Dictionary,
+    Transcoder,
+    TranscoderSet,
+    load_ours,
+    read_labels,
+    same_model_name,
+)
 
 FORMATS = ("interp_widgets", "saelens", "circuit_tracer")
 STARTER = "starter"
