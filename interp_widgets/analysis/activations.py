@@ -20,6 +20,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -28,6 +30,7 @@ from torch import Tensor
 
 from ..dictionaries.base import DEFAULT_SINK_RATIO, TranscoderSet, mark_sinks
 from ..errors import DictionaryError, FeatureError, PromptError
+from ..files import atomic_save_safetensors, atomic_write_json, load_safetensors, read_json
 from ..models.sites import Site
 
 SINK_RULE = ("position 0, or residual norm > {ratio:g} x the median norm of the prompt's "
@@ -362,6 +365,76 @@ class FeatureActivations:
             return pd.DataFrame(columns=["prompt", "position", "token", "dictionary", "feature",
                                          "activation", "label", "is_sink"])
         return pd.concat(frames, ignore_index=True)
+
+    # -------------------------------------------------------------- persistence
+    def save(self, folder: str | Path) -> Path:
+        """Write ``activations.safetensors`` (the CSR arrays) + ``activations.json`` (tokens,
+        sinks, sites, quality, a snapshot of the labels), atomically.
+
+            >>> acts.save("runs/paris")
+            >>> again = FeatureActivations.load("runs/paris")
+        """
+        folder = Path(folder)
+        tensors = {}
+        for i, name in enumerate(self.dictionary_names):
+            sp = self.sparse[name]
+            tensors[f"{i}.indptr"] = torch.from_numpy(sp.indptr)
+            tensors[f"{i}.features"] = torch.from_numpy(sp.features)
+            tensors[f"{i}.values"] = torch.from_numpy(sp.values)
+        atomic_save_safetensors(folder / "activations.safetensors", tensors)
+        meta = {
+            "format": "interp_widgets.feature_activations", "version": 1,
+            "model_name": self.model_name, "prompts": list(self.prompts),
+            "token_ids": [list(t) for t in self.token_ids],
+            "str_tokens": [list(t) for t in self.str_tokens],
+            "is_sink": [list(t) for t in self.is_sink],
+            "dictionaries": [
+                {"name": n, "site": self.sites[n], "n_features": self.sparse[n].n_features,
+                 "labels": {str(k): v for k, v in
+                            (getattr(self.dictionaries.get(n), "labels", {}) or {}).items()}}
+                for n in self.dictionary_names],
+            "reconstruction": {n: r.__dict__ for n, r in self.reconstruction.items()},
+            "sink_rule": self.sink_rule,
+        }
+        atomic_write_json(folder / "activations.json", meta)
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | Path, dictionaries: Mapping[str, Any] | None = None) -> FeatureActivations:
+        """Read a saved result. Pass ``dictionaries={name: dictionary}`` to reattach live
+        dictionaries (labels, Feature objects); otherwise the saved label snapshot is used."""
+        folder = Path(folder)
+        meta = read_json(folder / "activations.json", "saved activations")
+        if not isinstance(meta, dict) or meta.get("format") != "interp_widgets.feature_activations":
+            raise DictionaryError(f"{folder}/activations.json is not a saved FeatureActivations")
+        arrays = load_safetensors(folder / "activations.safetensors")
+        names = [d["name"] for d in meta["dictionaries"]]
+        n_tokens = sum(len(t) for t in meta["token_ids"])
+        sparse, dicts = {}, {}
+        for i, d in enumerate(meta["dictionaries"]):
+            try:
+                sp = SparseActivations(arrays[f"{i}.indptr"].numpy(), arrays[f"{i}.features"].numpy(),
+                                       arrays[f"{i}.values"].numpy(), int(d["n_features"]))
+            except KeyError as e:
+                raise DictionaryError(f"{folder}/activations.safetensors lacks {e}: the save is incomplete") from e
+            if sp.n_tokens != n_tokens:
+                raise DictionaryError(
+                    f"{folder}: {d['name']} has {sp.n_tokens} token rows but the tokens list {n_tokens}")
+            sparse[d["name"]] = sp
+            live = (dictionaries or {}).get(d["name"])
+            dicts[d["name"]] = live if live is not None else SimpleNamespace(
+                name=d["name"], n_features=int(d["n_features"]),
+                labels={int(k): v for k, v in d.get("labels", {}).items()})
+        return cls(
+            model_name=meta["model_name"], prompts=tuple(meta["prompts"]),
+            token_ids=tuple(tuple(t) for t in meta["token_ids"]),
+            str_tokens=tuple(tuple(t) for t in meta["str_tokens"]),
+            is_sink=tuple(tuple(bool(x) for x in t) for t in meta["is_sink"]),
+            dictionary_names=tuple(names), sparse=sparse,
+            reconstruction={n: Reconstruction(**r) for n, r in meta["reconstruction"].items()},
+            sites={d["name"]: d["site"] for d in meta["dictionaries"]},
+            sink_rule=meta["sink_rule"], dictionaries=dicts,
+        )
 
     def __repr__(self) -> str:
         n_sink = int(self.sink_mask.sum())

@@ -137,6 +137,24 @@ def test_sparse_storage_and_queries(llama_acts):
     assert "sink" in repr(acts) and "sae2" in repr(acts)
 
 
+def test_save_and_load(tmp_path, llama_acts):
+    llama_acts.dictionaries["sae2"].set_label(1, "one", save=False)
+    llama_acts.save(tmp_path / "run")
+    back = FeatureActivations.load(tmp_path / "run")
+    assert back.str_tokens == llama_acts.str_tokens and back.is_sink == llama_acts.is_sink
+    assert back.dictionary_names == llama_acts.dictionary_names
+    for name in back.dictionary_names:
+        for p in range(back.n_prompts):
+            torch.testing.assert_close(back.dense(name, p), llama_acts.dense(name, p))
+    assert back.reconstruction["sae2"] == llama_acts.reconstruction["sae2"]
+    assert back.dictionaries["sae2"].labels[1] == "one"
+    live = FeatureActivations.load(tmp_path / "run", dictionaries=llama_acts.dictionaries)
+    assert live.top_tokens(llama_acts.dictionaries["sae2"][1]).shape[1] == 5
+    (tmp_path / "run" / "activations.safetensors").write_bytes(b"junk")
+    with pytest.raises(DictionaryError, match="truncated or corrupted"):
+        FeatureActivations.load(tmp_path / "run")
+
+
 def test_labels_flow_into_tables(tiny_llama):
     sae = SAE.random(d_in=64, n_features=16, site="resid_post.0", seed=9)
     sae.set_label(3, "three")
