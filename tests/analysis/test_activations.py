@@ -155,6 +155,33 @@ def test_save_and_load(tmp_path, llama_acts):
         FeatureActivations.load(tmp_path / "run")
 
 
+def _hook_counts(model):
+    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.hf.modules())
+
+
+def test_interrupt_leaves_the_model_clean(tiny_llama):
+    class Interrupting(SAE):
+        calls = 0
+
+        def encode(self, x):
+            type(self).calls += 1
+            if type(self).calls == 2:  # second batch: as if the user pressed stop
+                raise KeyboardInterrupt
+            return super().encode(x)
+
+    sae = Interrupting(d_in=64, n_features=16, site="resid_post.1")
+    before = _hook_counts(tiny_llama)
+    reference = feature_activations(tiny_llama, SAE.random(d_in=64, n_features=16, site="resid_post.1",
+                                                           seed=4), PROMPTS)
+    with pytest.raises(KeyboardInterrupt):
+        feature_activations(tiny_llama, sae, PROMPTS, batch_size=2)
+    assert _hook_counts(tiny_llama) == before
+    again = feature_activations(tiny_llama, SAE.random(d_in=64, n_features=16, site="resid_post.1",
+                                                       seed=4), PROMPTS)
+    for p in range(len(PROMPTS)):
+        torch.testing.assert_close(again.dense(prompt=p), reference.dense(prompt=p))
+
+
 def test_labels_flow_into_tables(tiny_llama):
     sae = SAE.random(d_in=64, n_features=16, site="resid_post.0", seed=9)
     sae.set_label(3, "three")
