@@ -288,7 +288,10 @@ def main() -> None:
     ap.add_argument("--max-tokens", type=int, default=3_000_000)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--eval-tokens", type=int, default=16_384)
-    ap.add_argument("--ce-batches", type=int, default=2)
+    ap.add_argument("--ce-batches", type=int, default=1,
+                    help="held-out batches for each dictionary's own CE splice (2 forwards each)")
+    ap.add_argument("--ce-all-batches", type=int, default=4,
+                    help="held-out batches for the all-transcoders CE splice")
     ap.add_argument("--scan-tokens", type=int, default=120_000)
     ap.add_argument("--top-k", type=int, default=8)
     ap.add_argument("--window", type=int, default=16)
@@ -364,7 +367,8 @@ def main() -> None:
         metrics = json.loads(eval_path.read_text())
     else:
         metrics = evaluate(model, shipped, held_out, max_tokens=args.eval_tokens,
-                           ce_batches=args.ce_batches, progress=True)
+                           ce_batches=args.ce_batches, ce_all_batches=args.ce_all_batches,
+                           progress=True)
         atomic_write_json(eval_path, metrics)
     timings["evaluate_s"] = time.time() - t
     log("evaluate: " + json.dumps(summarise(metrics, specs), indent=None))
@@ -379,6 +383,12 @@ def main() -> None:
                         window=args.window, checkpoint_dir=build / "scan_ckpt", progress=True)
     save_index_set(index_dir, indexes)
     timings["index_s"] = time.time() - t
+    # dead = never fires on the (larger) scan of held-out text; the eval-batch figure is kept too
+    for name, ix in indexes.items():
+        m = metrics[name]
+        m["dead_fraction_eval_batches"] = m["dead_fraction"]
+        m["dead_fraction"] = 1.0 - len(ix.live) / ix.n_features
+        m["dead_fraction_training"] = trained["train_metrics"].get(name, {}).get("dead")
     t = time.time()
     n_labelled = {}
     for name, d in shipped.items():
@@ -399,6 +409,10 @@ def main() -> None:
         "command": " ".join(sys.argv),
         "corpus": {"sources": list(corpus.sources), "held_out": "every 20th document",
                    "scan_tokens": args.scan_tokens},
+        "index": {"top_k": args.top_k, "window": args.window, "tokens": args.scan_tokens,
+                  "layout": "index/tokens.safetensors + vocab.json shared; <name>.safetensors/.json"},
+        "evaluation": {"eval_tokens": args.eval_tokens, "ce_batches_per_dictionary": args.ce_batches,
+                       "ce_batches_all_transcoders": args.ce_all_batches, "batch": "8 x 128"},
         "training": {"tokens_seen": trained["tokens"], "steps": trained["steps"],
                      "seconds": round(trained["seconds"], 1), "stopped_by": trained["stopped_by"],
                      "architecture": "topk", "k": args.k, "transcoder_width": args.tc_width,
@@ -477,7 +491,7 @@ Command: `{m['command']}`
 - `labels.json` beside each dictionary: automatic labels for the live features from their
   evidence, written as `top activating tokens → top promoted tokens`. Edit them with
   `dictionary.set_label(i, "...")`.
-- `index/`: a precomputed FeatureIndex per dictionary (top {m.get('top_k', 8)} examples with
+- `index/`: a precomputed FeatureIndex per dictionary (top {m['index']['top_k']} examples with
   activation windows, histograms, density, mean activation) over {m['corpus']['scan_tokens']:,}
   held-out tokens.
 
@@ -515,7 +529,11 @@ Targets:
 {chr(10).join(rows)}
 
 Definitions: FVU = sum of squared reconstruction errors / total variance of the target;
-L0 = mean active features per token; dead = features that never fire on the held-out tokens;
+L0 = mean active features per token; dead = features that never fire on the
+{m['corpus']['scan_tokens']:,} held-out tokens of the index scan; FVU and L0 use
+{m['evaluation']['eval_tokens']:,} held-out tokens; per-dictionary CE uses
+{m['evaluation']['ce_batches_per_dictionary']} batch(es) of 8 x 128 tokens, the all-transcoders CE
+{m['evaluation']['ce_batches_all_transcoders']};
 CE loss recovered = (L_zero - L_spliced) / (L_zero - L_clean), where the site is replaced by the
 reconstruction (spliced) or by zeros (zero) at positions >= 1.
 

@@ -528,13 +528,16 @@ def _splice_losses(model: Any, ids: Tensor, edits: Mapping[Site, Any]) -> Tensor
 
 def evaluate(model: Any, dictionaries: Mapping[str, Any], corpus: Corpus, *, max_tokens: int = 32_768,
              batch_size: int = 8, seq_len: int = 128, ce: bool = True, ce_all_transcoders: bool = True,
-             ce_batches: int | None = None, progress: bool = False) -> dict[str, Any]:
+             ce_batches: int | None = None, ce_all_batches: int | None = None,
+             progress: bool = False) -> dict[str, Any]:
     """Held-out metrics per dictionary: FVU, L0, dead fraction and CE loss recovered.
 
     ``CE loss recovered = (L_zero - L_spliced) / (L_zero - L_clean)`` where ``L_spliced`` puts
     the dictionary's reconstruction in place of its output site and ``L_zero`` zeroes that site
     (positions >= 1). With ``ce_all_transcoders`` the transcoders are also spliced in all
-    together (key ``"all_transcoders"``).
+    together (key ``"all_transcoders"``). CE needs two extra forwards per dictionary per batch:
+    ``ce_batches`` caps the batches used per dictionary, ``ce_all_batches`` those used for the
+    joint splice (both default to every batch).
 
         >>> m = evaluate(model, {"tc3": tcs[3]}, held_out)
         >>> m["tc3"]["fvu"], m["tc3"]["l0"], m["tc3"]["ce_loss_recovered"]
@@ -551,6 +554,7 @@ def evaluate(model: Any, dictionaries: Mapping[str, Any], corpus: Corpus, *, max
     if not batches:
         raise CorpusError(f"the held-out corpus has fewer than {batch_size * seq_len} tokens")
     n_ce = len(batches) if ce_batches is None else min(ce_batches, len(batches))
+    n_all = len(batches) if ce_all_batches is None else min(ce_all_batches, len(batches))
     it = batches
     if progress:
         from tqdm.auto import tqdm
@@ -570,24 +574,28 @@ def evaluate(model: Any, dictionaries: Mapping[str, Any], corpus: Corpus, *, max
                 a["n"] += y.shape[0]
                 a["l0"] += float((f > 0).sum())
                 a["fired"] |= (f > 0).any(0)
-            if not ce or bi >= n_ce:
+            if not ce or bi >= max(n_ce, n_all):
                 continue
             clean = float(_splice_losses(model, ids, {}))
             ce_acc.setdefault("clean", []).append(clean)
             for n, d in dictionaries.items():
+                if bi >= n_ce:
+                    break
                 out = d.out_site or d.site
                 rec = float(_splice_losses(model, ids, {out: (d.site, _reconstructor(d))}))
                 zero = float(_splice_losses(model, ids, {out: (out, torch.zeros_like)}))
                 ce_acc.setdefault(f"{n}.spliced", []).append(rec)
                 ce_acc.setdefault(f"{n}.zero", []).append(zero)
+                ce_acc.setdefault(f"{n}.clean", []).append(clean)
             tcs = {n: d for n, d in dictionaries.items() if isinstance(d, Transcoder)}
-            if ce_all_transcoders and len(tcs) > 1:
+            if ce_all_transcoders and len(tcs) > 1 and bi < n_all:
                 rec = float(_splice_losses(model, ids, {d.out_site: (d.site, _reconstructor(d))
                                                         for d in tcs.values()}))
                 zero = float(_splice_losses(model, ids, {d.out_site: (d.out_site, torch.zeros_like)
                                                          for d in tcs.values()}))
                 ce_acc.setdefault("all_transcoders.spliced", []).append(rec)
                 ce_acc.setdefault("all_transcoders.zero", []).append(zero)
+                ce_acc.setdefault("all_transcoders.clean", []).append(clean)
     result: dict[str, Any] = {}
     for n, a in acc.items():
         mean = a["sum_y"] / a["n"]
@@ -595,15 +603,16 @@ def evaluate(model: Any, dictionaries: Mapping[str, Any], corpus: Corpus, *, max
         result[n] = {"fvu": a["sq_err"] / max(total_var, 1e-12), "l0": a["l0"] / a["n"],
                      "dead_fraction": 1.0 - float(a["fired"].float().mean()), "tokens": a["n"]}
     if ce_acc:
-        clean = sum(ce_acc["clean"]) / len(ce_acc["clean"])
-        result["clean_loss"] = clean
+        mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
+        result["clean_loss"] = mean(ce_acc["clean"])
         for n in [*dictionaries, "all_transcoders"]:
             if f"{n}.spliced" not in ce_acc:
                 continue
-            rec = sum(ce_acc[f"{n}.spliced"]) / len(ce_acc[f"{n}.spliced"])
-            zero = sum(ce_acc[f"{n}.zero"]) / len(ce_acc[f"{n}.zero"])
+            # each ratio uses the clean loss of the same batches
+            clean, rec, zero = (mean(ce_acc[f"{n}.{k}"]) for k in ("clean", "spliced", "zero"))
             entry = result.setdefault(n, {})
             entry.update({"ce_clean": clean, "ce_spliced": rec, "ce_zero": zero,
+                          "ce_batches": len(ce_acc[f"{n}.spliced"]),
                           "ce_loss_recovered": (zero - rec) / (zero - clean) if zero != clean else float("nan")})
     return result
 
