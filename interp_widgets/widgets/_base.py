@@ -16,6 +16,7 @@ import gzip
 import logging
 import threading
 import traceback
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -93,6 +94,20 @@ def from_bytes(b: bytes | memoryview | None, dtype: Any = np.float32) -> np.ndar
     if not b:
         return np.zeros(0, dtype=dtype)
     return np.frombuffer(bytes(b), dtype=np.dtype(dtype).newbyteorder("<"))
+
+
+_MODEL_LOCKS: weakref.WeakKeyDictionary[Any, threading.RLock] = weakref.WeakKeyDictionary()
+_LOCKS_LOCK = threading.Lock()
+
+
+def model_lock(model: Any) -> threading.RLock:
+    """One lock per model: nnsight keeps its tracing state per process (greenlets), so two
+    threads must never run traces on a model at once (the steering worker vs. other panels)."""
+    with _LOCKS_LOCK:
+        lock = _MODEL_LOCKS.get(model)
+        if lock is None:
+            lock = _MODEL_LOCKS[model] = threading.RLock()
+        return lock
 
 
 class PlotlyJS(anywidget.AnyWidget):

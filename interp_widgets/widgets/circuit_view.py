@@ -17,7 +17,9 @@ import numpy as np
 import traitlets
 
 from ..errors import GraphError
-from ._base import Panel, css, esm, guarded, to_bytes
+from contextlib import nullcontext
+
+from ._base import Panel, css, esm, guarded, model_lock, to_bytes
 from .selection import Selection
 
 #: Node kinds the view knows how to place (others are drawn as features).
@@ -298,7 +300,8 @@ class CircuitView(Panel):
             from ..analysis.logit_effects import logit_effects
         except ImportError:  # older builds without the logit-effects analysis: no token lists
             return [], []
-        eff = logit_effects(feat, model, k=8)
+        with model_lock(model):
+            eff = logit_effects(feat, model, k=8)
         return _effects_rows(eff)
 
     # ------------------------------------------------------ actions (browser buttons or Python)
@@ -371,7 +374,8 @@ class CircuitView(Panel):
         for x in ids:
             if x not in self.supernodes:
                 self._node(x)
-        with self.working(f"intervening on {len(ids)} node(s)"):
+        lock = model_lock(self.model) if self.model is not None else nullcontext()
+        with self.working(f"intervening on {len(ids)} node(s)"), lock:
             res = self.graph.intervene({x: float(scale) for x in ids}, **self._intervene_kw)
         df = res.to_pandas() if hasattr(res, "to_pandas") else res
         rows = df.to_dict("records") if hasattr(df, "to_dict") else list(df)

@@ -18,7 +18,9 @@ import traitlets
 
 from ..dictionaries import Feature, TranscoderSet
 from ..errors import FeatureError
-from ._base import Panel, css, esm, guarded
+from contextlib import nullcontext
+
+from ._base import Panel, css, esm, guarded, model_lock
 from .selection import Selection
 
 
@@ -187,7 +189,8 @@ class FeatureDashboard(Panel):
         if self.dictionary_name not in self.dictionaries:
             raise FeatureError(f"no dictionary {self.dictionary_name!r}: choose one of {', '.join(self.dictionaries)}")
         feat = self.current  # validates the index (FeatureError names the range)
-        with self.working(f"loading feature {feat.index}"):
+        lock = model_lock(self.model) if self.model is not None else nullcontext()
+        with self.working(f"loading feature {feat.index}"), lock:
             card = feature_card(feat, index=self.index, model=self.model)
         with self.hold_sync():
             self.card = card

@@ -19,7 +19,7 @@ import traitlets
 
 from ..analysis.activations import FeatureActivations, feature_activations
 from ..errors import FeatureError
-from ._base import Panel, css, esm, guarded, to_bytes
+from ._base import Panel, css, esm, guarded, model_lock, to_bytes
 from .dashboard import feature_card, flatten_dictionaries
 from .selection import Selection
 
@@ -88,7 +88,7 @@ class FeaturePanel(Panel):
     def _run(self) -> None:
         if not self.prompt:
             return
-        with self.working("encoding the prompt"):
+        with self.working("encoding the prompt"), model_lock(self.model):
             acts = feature_activations(self.model, self.dicts, [self.prompt], progress=False)
         self.acts = acts
         n = len(acts.str_tokens[0])
@@ -159,7 +159,7 @@ class FeaturePanel(Panel):
             return
         feat = self.current  # raises FeatureError naming the range
         if feat is not None:
-            with self.working(f"loading feature {feat.index}"):
+            with self.working(f"loading feature {feat.index}"), model_lock(self.model):
                 self.card = feature_card(feat, index=self.index, model=self.model) if self.show_dashboard else {}
             if self.selection.feature != feat:
                 self.selection.feature = feat

@@ -13,7 +13,7 @@ import traitlets
 
 from ..analysis.logit_lens import LogitLensResult, logit_lens
 from ..models import Model
-from ._base import Panel, css, esm, guarded, to_bytes
+from ._base import Panel, css, esm, guarded, model_lock, to_bytes
 
 
 class LogitLens(Panel):
@@ -53,7 +53,7 @@ class LogitLens(Panel):
     def _run(self) -> None:
         if not self.prompt:
             return
-        with self.working("running the logit lens"):
+        with self.working("running the logit lens"), model_lock(self.model):
             res = logit_lens(self.model, self.prompt, k=self.k)
         self.result = res
         n_layers, n_pos, _ = res.top_ids.shape

@@ -28,7 +28,7 @@ import traitlets
 from ..analysis.steering import Steer, SteeringResult, steer, steering_sweep
 from ..dictionaries import Feature
 from ..errors import SteeringError
-from ._base import Panel, css, error_message, esm, guarded, to_bytes
+from ._base import Panel, css, error_message, esm, guarded, model_lock, to_bytes
 from .dashboard import flatten_dictionaries
 from .selection import Selection
 
@@ -247,9 +247,12 @@ class SteeringPanel(Panel):
                     raise _Superseded
                 self.progress = step / max(total, 1)
 
-            self.runs += 1
-            res = steer(self.model, specs).generate(prompt, max_new_tokens=n, temperature=temperature,
-                                                    seed=seed, progress=progress)
+            with model_lock(self.model):
+                if self._stale(rid):  # superseded while waiting for the model
+                    return
+                self.runs += 1
+                res = steer(self.model, specs).generate(prompt, max_new_tokens=n, temperature=temperature,
+                                                        seed=seed, progress=progress)
             self._apply(rid, res)
         except _Superseded:
             return
@@ -316,7 +319,7 @@ class SteeringPanel(Panel):
         tgt = target or self.dose_target or (self.baseline[0] if self.baseline else None)
         if not tgt:
             raise SteeringError("no target token: set dose_target (e.g. ' Paris') or run the panel once")
-        with self.working(f"sweeping {len(strengths)} strengths"):
+        with self.working(f"sweeping {len(strengths)} strengths"), model_lock(self.model):
             sw = steering_sweep(self.model, spec0, list(strengths), self.prompt, target=tgt)
         self.dose = {"row": i, "label": r["label"], "strengths": [float(x) for x in sw.strengths],
                      "values": [float(x) for x in sw.mean.tolist()], "baseline": float(sw.baseline.mean()),

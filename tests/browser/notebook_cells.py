@@ -11,6 +11,13 @@ SETUP = f"""
 import json
 import interp_widgets as iw
 model = iw.load_model("tiny-llama")
+sae = iw.SAE.random(d_in=model.d_model, n_features=96, site="resid_post.1", architecture="topk", k=6, seed=1)
+sae.name = "sae.L1"
+sae.labels[5] = "cats and mats"
+TEXTS = ["The cat sat on the mat. The dog sat on the log.", "Paris is the capital of France."] * 6
+index = iw.scan(model, sae, iw.Corpus.from_strings(TEXTS), max_tokens=400, seq_len=16, window=8, top_k=6,
+                batch_size=4, progress=False)
+sel = iw.Selection()
 XSS = {XSS!r}
 """
 
@@ -19,8 +26,21 @@ CELLS: dict[str, str] = {
     "toy_graph": TOY_GRAPH,
     "lens": "lens = iw.LogitLens(model, 'Hello world, this is')\nlens",
     "graph": "graph = toy_graph(600, 5000, n_layers=6, n_pos=8, seed=1)\nview = iw.CircuitView(graph, selection=iw.Selection())\nview",
-    "lens_xss": "lens_xss = iw.LogitLens(model, XSS)\nlens_xss",
-    "graph_xss": "gx = toy_graph(40, 100, tokens=[XSS, ' b', XSS])\ngx.nodes.loc[5, 'label'] = XSS\nview_xss = iw.CircuitView(gx, selection=iw.Selection(), node_threshold=1.0)\nview_xss",
+    "features": "panel = iw.FeaturePanel(model, sae, prompt='The cat sat on the mat', index=index, selection=sel)\npanel",
+    "dashboard": "dash = iw.FeatureDashboard(sae, 5, index=index, selection=sel)\ndash",
+    "steering": "steering = iw.SteeringPanel(model, sae, prompt='The cat sat on the', steers=[sae[5]], max_new_tokens=8, selection=sel)\nsteering",
+    "xss": (
+        "sae.labels[7] = XSS\n"
+        "gx = toy_graph(40, 100, tokens=[XSS, ' b', XSS])\n"
+        "gx.labels[gx.nodes['node_id'][12]] = XSS\n"
+        "xsel = iw.Selection()\n"
+        "xss_panels = [iw.LogitLens(model, XSS), iw.FeaturePanel(model, sae, prompt=XSS, selection=xsel),\n"
+        "              iw.FeatureDashboard(sae, 7, index=index, selection=xsel),\n"
+        "              iw.SteeringPanel(model, sae, prompt=XSS, steers=[sae[7]], max_new_tokens=4, selection=xsel),\n"
+        "              iw.CircuitView(gx, selection=xsel, node_threshold=1.0)]\n"
+        "import ipywidgets\n"
+        "ipywidgets.VBox(xss_panels)"
+    ),
 }
 
 

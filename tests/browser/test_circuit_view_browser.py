@@ -39,8 +39,9 @@ def test_graph_prune_select_group_pin(nb):
     nb.wait_kernel("view.selected", lambda v: v == [top])
     detail = panel.locator(".iw-detail-label")
     detail.wait_for()
-    assert detail.inner_text() == nb.kernel_eval(f"view.node_detail['label']")
-    n_in = len(nb.kernel_eval("view.node_detail['incoming']"))
+    det = nb.wait_kernel("view.node_detail", lambda v: v.get("id") == top)
+    assert detail.inner_text() == det["label"]
+    n_in = len(det["incoming"])
     assert panel.locator(".iw-graph-detail .iw-list").first.locator(".iw-item").count() == min(8, n_in)
 
     # shift-click a second node, group them

@@ -128,10 +128,13 @@ function renderSteering({ model, el }) {
   function drawShift() {
     const nt = model.get("next_token") || {};
     if (!nt.up) { shiftBox.replaceChildren(); return; }
-    const list = (rows, title, sign) => h("div", {}, h("div", { class: "iw-section-title", text: title }),
-      h("div", { class: "iw-list" }, rows.map((r) => h("div", { class: "iw-item" },
-        h("span", { class: "iw-item-name iw-tok", text: showToken(r.token) }),
-        bar(Math.abs(r.p_steer - r.p_base), sign), h("span", { class: "iw-num", text: `${fmt(r.p_base)}\u2192${fmt(r.p_steer)}` })))));
+    const list = (rows, title, sign) => {
+      const m = Math.max(1e-12, ...rows.map((r) => Math.abs(r.p_steer - r.p_base)));
+      return h("div", {}, h("div", { class: "iw-section-title", text: title }),
+        h("div", { class: "iw-list" }, rows.map((r) => h("div", { class: "iw-item iw-shift-item", title: `p baseline ${fmt(r.p_base)} \u2192 steered ${fmt(r.p_steer)}` },
+          h("span", { class: "iw-item-name iw-tok", text: showToken(r.token) }),
+          bar(Math.abs(r.p_steer - r.p_base) / m, sign), h("span", { class: "iw-num", text: `${fmt(r.p_base)} \u2192 ${fmt(r.p_steer)}` })))));
+    };
     shiftBox.replaceChildren(h("div", { class: "iw-small iw-muted", text: `next token after the prompt: KL ${fmt(nt.kl)}` }),
       h("div", { class: "iw-cols" }, list(nt.up.slice(0, 6), "More likely", 1), list(nt.down.slice(0, 6), "Less likely", -1)));
   }
