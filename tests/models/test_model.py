@@ -176,3 +176,25 @@ def test_load_model_rejects_bad_remote_values():
 
 def test_model_layer_reuses_tiny_cache():
     assert tiny("llama") is tiny("llama")
+
+
+def test_interrupted_trace_leaves_the_model_clean(tiny_llama):
+    """Ctrl-C in the middle of a forward pass: no hooks or edits stay on the model."""
+    before = tiny_llama.run_with_cache(PROMPTS, sites=["resid_post.3"])
+
+    def interrupt(*_):
+        raise KeyboardInterrupt
+
+    handle = tiny_llama.hf.model.layers[2].register_forward_pre_hook(interrupt)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            tiny_llama.run_with_cache(PROMPTS, sites=["resid_pre.1", "resid_post.3"])
+        with pytest.raises(KeyboardInterrupt):
+            tiny_llama.generate(PROMPTS, max_new_tokens=3)
+    finally:
+        handle.remove()
+    leftover = [n for n, mod in tiny_llama.hf.named_modules() if mod._forward_hooks or mod._forward_pre_hooks]
+    assert leftover == []
+    after = tiny_llama.run_with_cache(PROMPTS, sites=["resid_post.3"])
+    assert torch.equal(before[0], after[0])
+    assert torch.equal(before[1]["resid_post.3"], after[1]["resid_post.3"])
