@@ -431,3 +431,15 @@ def test_sweep_bad_inputs(model):
     with pytest.raises(SteeringError, match="no strength"):
         iw.steering_sweep(model, iw.Steer("resid_post.1", mode="ablate"), [1.0], PROMPTS[0],
                           target=" Paris")
+
+
+@pytest.mark.parametrize("family", ["gpt2", "qwen2", "mistral", "gemma", "gemma2", "neox"])
+def test_every_family(family):
+    m = iw.load_model(f"tiny-{family}")
+    sae = iw.SAE.random(d_in=m.d_model, n_features=32, site="resid_post.1")
+    specs = [iw.Steer(direction(m), 10.0, site="resid_post.1"),
+             iw.Steer(sae[3], 0.0, mode="scale"),
+             iw.Steer(direction(m, 1), 1.0, site="mlp_out.1", mode="clamp", positions="generated")]
+    r = iw.steer(m, specs).generate(PROMPTS, max_new_tokens=3)
+    assert list(r.baseline.text) == m.generate(PROMPTS, max_new_tokens=3)
+    assert r.steered.tokens != r.baseline.tokens and r.mean_kl > 0

@@ -22,7 +22,7 @@ def _short(text: str, n: int = 60) -> str:
     return text if len(text) <= n else text[: n - 3] + "..."
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # holds tensors: compare fields, not objects
 class Continuation:
     """One arm's generated text (continuation only, one entry per prompt).
 
@@ -84,7 +84,7 @@ class NextTokenShift:
                 f"  up:   {fmt(self.up)}\n  down: {fmt(self.down)})")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # holds tensors: compare fields, not objects
 class SteeringResult:
     """A steered generation next to its baseline.
 

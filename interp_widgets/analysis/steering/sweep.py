@@ -25,7 +25,7 @@ from .spec import Steer
 Metric = Callable[[Tensor, str], float]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # holds tensors: compare fields, not objects
 class SteeringSweep:
     """Metric values per strength and prompt.
 
