@@ -443,3 +443,14 @@ def test_every_family(family):
     r = iw.steer(m, specs).generate(PROMPTS, max_new_tokens=3)
     assert list(r.baseline.text) == m.generate(PROMPTS, max_new_tokens=3)
     assert r.steered.tokens != r.baseline.tokens and r.mean_kl > 0
+
+
+def test_scoring_splits_large_batches(model, monkeypatch):
+    from interp_widgets.analysis.steering import engine
+
+    s = iw.steer(model, iw.Steer(direction(model), 8.0, site="resid_post.1", positions=[1, -1]))
+    whole = s.logits(PROMPTS + PROMPTS[::-1])
+    monkeypatch.setattr(engine, "LOGITS_BUDGET", model.d_vocab * 8)  # one row per trace
+    split = s.logits(PROMPTS + PROMPTS[::-1])
+    for a, b in zip(whole, split):
+        assert torch.allclose(a, b, atol=1e-5)

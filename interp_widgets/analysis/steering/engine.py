@@ -44,6 +44,9 @@ NORM_PROMPTS: tuple[str, ...] = (
     "The stock market fell sharply on Tuesday after the central bank raised interest rates.",
 )
 
+#: Most logits (rows x positions x vocab) one teacher-forced trace may hold (float32: 256 MB).
+LOGITS_BUDGET = 64 * 1024 * 1024
+
 _NORMS: weakref.WeakKeyDictionary[Any, dict[str, float]] = weakref.WeakKeyDictionary()
 _MEANS: weakref.WeakKeyDictionary[Any, dict[tuple[str, tuple[str, ...]], Tensor]] = weakref.WeakKeyDictionary()
 _VOCAB: weakref.WeakKeyDictionary[Any, list[str]] = weakref.WeakKeyDictionary()
@@ -279,6 +282,13 @@ class RunSpec:
     rows: Tensor  # [rows] bool
     idx: Tensor | None
     in_generation: bool  # can fire on generated positions
+
+    def take(self, rows: Sequence[int]) -> RunSpec:
+        """This spec for a subset of the rows (to split a batch)."""
+        ix = torch.tensor(list(rows), dtype=torch.long)
+        return RunSpec(bound=self.bound, coef=self.coef[ix], rows=self.rows[ix],
+                       idx=self.idx[ix] if self.idx is not None else None,
+                       in_generation=self.in_generation)
 
     def mask(self, abs_pos: Tensor, prompt_len: Tensor, ids: Tensor | None) -> Tensor:
         """``[rows, pos]`` bool: where this spec edits. ``abs_pos`` is each column's index in
@@ -561,9 +571,19 @@ def forward_rows(model: Any, specs: Sequence[RunSpec], sequences: Sequence[Seque
     """Teacher-forced logits ``[len_i, vocab]`` (float32) for each token sequence, with
     ``specs`` applied (``prompt_lens`` split prompt from continuation for the positions).
 
-    With ``save`` sites, returns ``(logits list, {site: [rows, T, d]}, attention_mask)``."""
+    With ``save`` sites, returns ``(logits list, {site: [rows, T, d]}, attention_mask)``.
+    Without, rows are split into traces of at most ``LOGITS_BUDGET`` logits each."""
     B = len(sequences)
     T = max(len(s) for s in sequences)
+    per_row = T * model.d_vocab
+    if not save and B > 1 and B * per_row > LOGITS_BUDGET:
+        step = max(1, LOGITS_BUDGET // per_row)
+        out: list[Tensor] = []
+        for a in range(0, B, step):
+            part = list(range(a, min(B, a + step)))
+            out += forward_rows(model, [rs.take(part) for rs in specs],
+                                [sequences[i] for i in part], [prompt_lens[i] for i in part])
+        return out
     pad = model.tokenizer.pad_token_id or 0
     ids = torch.full((B, T), pad, dtype=torch.long)
     attn = torch.zeros((B, T), dtype=torch.long)
