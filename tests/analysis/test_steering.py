@@ -454,3 +454,23 @@ def test_scoring_splits_large_batches(model, monkeypatch):
     split = s.logits(PROMPTS + PROMPTS[::-1])
     for a, b in zip(whole, split):
         assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_direction_objects_steer_as_unit_vectors(model):
+    pos = ["I love Paris in France", "Paris is lovely"]
+    neg = ["I love Tokyo in Japan", "Tokyo is lovely"]
+    d = iw.directions.from_contrast(model, pos, neg, "resid_post.1", normalize=False)
+    spec = iw.Steer(d, 5.0)
+    assert spec.kind == "direction" and spec.site == iw.Site("resid_post", 1)
+    assert "contrast@resid_post.1" in repr(spec)
+    a = iw.steer(model, spec).logits(PROMPTS)
+    b = iw.steer(model, iw.Steer(d.unit, 5.0, site="resid_post.1")).logits(PROMPTS)
+    for x, y in zip(a, b):
+        assert torch.allclose(x, y, atol=1e-5)
+    # clamp on a Direction holds its projection on the unit vector
+    _, cache = iw.steer(model, iw.Steer(d, 2.0, mode="clamp")).run_with_cache(PROMPTS, ["resid_post.1"])
+    proj = cache["resid_post.1"][cache.attention_mask.bool()] @ d.unit
+    assert torch.allclose(proj, torch.full_like(proj, 2.0), atol=1e-4)
+    other = iw.load_model("tiny-qwen2")  # same width, another model
+    with pytest.raises(DictionaryError, match="tiny-llama"):
+        iw.steer(other, spec)

@@ -16,15 +16,9 @@ JAPAN = ["I love Japan and its capital Tokyo.", "The Japanese city of Tokyo has 
 UNRELATED = "The best way to learn a new language is"
 
 
-def paris_direction(model) -> torch.Tensor:
-    """France-minus-Japan difference of means at resid_post.12 (position 0 excluded)."""
-    def mean(prompts):
-        _, cache = model.run_with_cache(prompts, ["resid_post.12"])
-        keep = cache.attention_mask.bool().clone()
-        keep[:, 0] = False
-        return cache["resid_post.12"][keep].mean(0)
-
-    return mean(FRANCE) - mean(JAPAN)
+def paris_direction(model):
+    """France-minus-Japan difference of means at resid_post.12 (sinks excluded), unit norm."""
+    return iw.directions.from_contrast(model, FRANCE, JAPAN, "resid_post.12", label="France")
 
 
 def test_paris_direction_raises_paris(smollm):

@@ -228,7 +228,9 @@ def bind(model: Any, spec: Steer) -> BoundSteer:
                 f"direction has {raw.shape[0]} values but {model.name} has d_model={model.d_model} "
                 f"at {write_site}: compute it from this model's activations"
             )
-        check = getattr(spec.target, "check_model", None)
+        # a Direction / DirectionSet knows its model (from_contrast records it): check it
+        owner = getattr(spec.target, "dictionary", spec.target)
+        check = getattr(owner, "check_model", None)
         if callable(check):
             check(model)
         vector = _unit(raw)

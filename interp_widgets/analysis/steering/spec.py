@@ -148,6 +148,10 @@ def target_kind(target: Any) -> str:
     if isinstance(target, Tensor):
         return "direction"
     if hasattr(target, "dictionary") and hasattr(target, "index"):
+        # a Direction (or one vector of a DirectionSet) is a feature-like object, but it is
+        # steered as a direction: unit vector, activation = projection
+        if getattr(target.dictionary, "kind", None) == "directions":
+            return "direction"
         return "feature"
     if hasattr(target, "direction"):
         return "direction"
@@ -302,8 +306,10 @@ class Steer:
             label = getattr(t, "label", "")
             return f"{dname}#{t.index}" + (f" {label!r}" if label else "")
         if self.kind == "direction":
-            nm = getattr(t, "name", None) if not isinstance(t, Tensor) else None
-            return str(nm) if nm else f"direction[{self.direction.shape[0]}]"
+            if isinstance(t, Tensor):
+                return f"direction[{t.shape[0]}]"
+            nm, label = getattr(t, "name", None), getattr(t, "label", None)
+            return (str(nm) if nm else "direction") + (f" {label!r}" if label else "")
         return str(self.site)
 
     def __repr__(self) -> str:
