@@ -107,10 +107,8 @@ class Model:
         self.n_layers = int(self._module(self.spec.layers).__len__())
         self.d_model = int(getattr(self.config, "hidden_size", None) or self.config.n_embd)
         self.d_vocab = int(self.config.vocab_size)
-        self.n_ctx = int(
-            getattr(self.config, "max_position_embeddings", None)
-            or getattr(self.config, "n_positions", 2048)
-        )
+        n_ctx: Any = getattr(self.config, "max_position_embeddings", None)
+        self.n_ctx = int(n_ctx or getattr(self.config, "n_positions", 2048))
 
     # ------------------------------------------------------------------ sites
     @property
@@ -303,8 +301,8 @@ class Model:
         with torch.no_grad():
             with self.trace(toks.as_dict()):
                 for s in wanted:
-                    saved[str(s)] = self.read(s).save()
-                logits = self.read(Site("logits")).save()
+                    saved[str(s)] = self.read(s).save()  # type: ignore[attr-defined]
+                logits = self.read(Site("logits")).save()  # type: ignore[attr-defined]
         data = {k: _value(v).detach() for k, v in saved.items()}
         return _value(logits).detach(), ActivationCache(data, toks.attention_mask)
 

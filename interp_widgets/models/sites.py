@@ -61,8 +61,8 @@ class Site:
                 f"cannot parse site {spec!r}: write '<name>.<layer>' such as 'resid_post.12', "
                 f"or 'embed' / 'logits'"
             )
-        name, layer = m.group(1), m.group(2)
-        return cls(name, int(layer) if layer is not None else None)
+        layer_text = m.group(2)
+        return cls(m.group(1), int(layer_text) if layer_text is not None else None)
 
     def __str__(self) -> str:
         return self.name if self.layer is None else f"{self.name}.{self.layer}"

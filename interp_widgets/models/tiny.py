@@ -57,7 +57,7 @@ def tiny_tokenizer() -> Any:
 def tiny_config(family: str, vocab_size: int) -> Any:
     import transformers as tf
 
-    common_llama = dict(
+    common_llama: dict[str, Any] = dict(
         vocab_size=vocab_size,
         hidden_size=64,
         intermediate_size=128,
