@@ -364,3 +364,25 @@ def test_intervene_needs_model_for_loaded_graph(full_graph, tiny_llama, llama_tc
         full_graph.intervene({"nope": 0.0})
     with pytest.raises(GraphError, match="is a logit"):
         full_graph.intervene({full_graph.targets["node_id"].iat[0]: 0.0})
+
+
+def test_contributions_match_single_node_predictions(tiny_llama, llama_tc):
+    g = iw.attribute(tiny_llama, PROMPT, llama_tc, max_feature_nodes=200, dtype=torch.float64,
+                     progress=False)
+    top_id = g.targets.sort_values("probability", ascending=False)["node_id"].iat[0]
+    c = g.contributions(top_id)
+    assert c.equals(g.contributions())  # default: the most probable target
+    assert np.all(np.diff(c["total"].to_numpy()) <= 1e-12)  # sorted, largest first
+    assert g.n_nodes - 1 == len(c)
+    t = g.index(top_id)[0]
+    direct = g.adjacency.getrow(t).toarray().ravel()
+    by_id = c.set_index("node_id")
+    ids = g.nodes["node_id"].to_numpy()
+    assert np.allclose(by_id.loc[ids[direct != 0], "direct"], direct[direct != 0])
+    # removing one node: the graph's propagated prediction is -total for that node
+    for nid in [c["node_id"].iat[0], c["node_id"].iat[-1], g.top(1)["node_id"].iat[0]]:
+        out = g.intervene({nid: 0.0}).set_index("node_id")
+        assert out.loc[top_id, "predicted_change"] == pytest.approx(-by_id.loc[nid, "total"],
+                                                                     rel=1e-9, abs=1e-12)
+    with pytest.raises(GraphError, match="not a target"):
+        g.contributions("zzz-not-a-token")

@@ -52,6 +52,13 @@ class Prepared:
     def n_pos(self) -> int:
         return int(self.input_ids.shape[0])
 
+    @property
+    def lin64(self) -> FrozenLinearModel:
+        """The frozen model in float64 (cached; the unembedding stays float32)."""
+        if "lin64" not in self.settings:
+            self.settings["lin64"] = self.lin.to(torch.float64, unembed=False)
+        return self.settings["lin64"]
+
     def feature_targets(self, idx: Tensor) -> Targets:
         """Reading vectors of active features ``idx`` (their encoder in ``mlp_in`` space)."""
         layer, pos, feat = self.active.layer[idx], self.active.pos[idx], self.active.feature[idx]
@@ -434,6 +441,7 @@ def replacement_forward(
     error_scale: Tensor | None = None,
     embed_scale: Tensor | None = None,
     bias: bool = True,
+    features: Tensor | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Run the local replacement model (frozen, float64), optionally scaling sources.
 
@@ -442,6 +450,7 @@ def replacement_forward(
     ``(feature_values [n_active], target_logits [n_targets], logits [vocab])``: every active
     feature's target value (pre-activation), the demeaned target logits (float64) and the last
     position's logits. With no scaling the logits are the model's own (the replacement is exact).
+    ``features``: indices of the active features whose values to return (default: all).
     """
     L, P, d = prep.lin.n_layers, prep.n_pos, prep.lin.d_model
     act = prep.active
@@ -453,17 +462,18 @@ def replacement_forward(
         if rep is None:
             continue
         m = act.layer == layer
+        dense = torch.zeros(P, rep.n_features, dtype=torch.float64)
+        dense[act.pos[m], act.feature[m]] = a[m]
+        writes[layer] = dense @ rep.decoder.double()
         if bias:
             writes[layer] += rep.output_bias.double()
-        if m.any():
-            writes[layer].index_add_(0, act.pos[m], a[m, None] * rep.decoder[act.feature[m]].double())
     err = prep.errors.double()
     if error_scale is not None:
         err = err * error_scale.double()[..., None]
     emb = prep.real.resid_pre[0].double()
     if embed_scale is not None:
         emb = emb * embed_scale.double()[:, None]
-    lin64 = prep.lin.to(torch.float64, unembed=False)
+    lin64 = prep.lin64
     skips = [r.skip.double() if r is not None and r.skip is not None else None for r in prep.reps]
     mlp_in, y = lin64.forward(emb, writes + err, skip=skips, bias=bias)
     logits = (y[-1].float() @ prep.lin.W_U.T).double()
@@ -471,7 +481,8 @@ def replacement_forward(
     if bias and prep.lin.b_U is not None:
         logits = logits + prep.lin.b_U.double()
         targets = targets + prep.lin.b_U.double()[prep.logit_ids] - prep.lin.b_U.double().mean()
-    values = prep.feature_values(torch.arange(len(act)), mlp_in, const=bias)
+    idx = torch.arange(len(act)) if features is None else features
+    values = prep.feature_values(idx, mlp_in, const=bias)
     return values, targets, logits
 
 
@@ -483,7 +494,7 @@ def target_biases(prep: Prepared, sel: Tensor) -> tuple[Tensor, Tensor]:
         (r.output_bias.expand(P, d) if r is not None else zero) for r in prep.reps
     ])
     skips = [r.skip if r is not None else None for r in prep.reps]
-    lin64 = prep.lin.to(torch.float64, unembed=False)
+    lin64 = prep.lin64
     skips = [s.double() if s is not None else None for s in skips]
     mlp_in0, y0 = lin64.forward(zero.double(), outs.double(), skip=skips, bias=True)
     f_bias = prep.feature_values(sel, mlp_in0)
