@@ -260,6 +260,14 @@ class AttributionGraph:
         return len(self.nodes)
 
     @property
+    def n_layers(self) -> int:
+        """Layers of the model the graph was built on (logit nodes sit at this layer)."""
+        if "n_layers" in self.metadata:
+            return int(self.metadata["n_layers"])
+        logits = self.nodes["kind"] == "logit"
+        return int(self.nodes.loc[logits, "layer"].max()) if logits.any() else int(self.nodes["layer"].max()) + 1
+
+    @property
     def n_edges(self) -> int:
         return int(self.adjacency.nnz)
 
@@ -624,6 +632,12 @@ class AttributionGraph:
         """
         if isinstance(path_or_data, Mapping):
             data, where = path_or_data, "graph data"
+        elif not isinstance(path_or_data, (str, os.PathLike)):
+            raise GraphError(
+                f"from_json takes a file path or the parsed JSON object (a dict), got "
+                f"{type(path_or_data).__name__}: the top level must be a JSON object with metadata, "
+                f"qParams, nodes, links"
+            )
         else:
             p = Path(path_or_data)
             where = str(p)
@@ -825,7 +839,7 @@ def _cantor(a: int, b: int) -> int:
 def _num(x: Any) -> float | None:
     try:
         v = float(x)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an int beyond the float range
         return None
     return v if math.isfinite(v) else None
 
@@ -940,6 +954,12 @@ def _from_neuronpedia(data: Any, where: str) -> AttributionGraph:
     if not isinstance(data["nodes"], list) or not isinstance(data["links"], list):
         raise GraphError(f"{where}: nodes and links must be arrays")
     ours = meta.get("interp_widgets") if isinstance(meta.get("interp_widgets"), Mapping) else {}
+    for k, types, what in (("metadata", Mapping, "an object"), ("labels", Mapping, "an object of node id -> text"),
+                           ("token_ids", list, "a list of token ids")):
+        if ours.get(k) is not None and not isinstance(ours[k], types):
+            raise GraphError(f"{where}: metadata.interp_widgets.{k} must be {what}, got {ours[k]!r}")
+    if not all(_is(t, (int,)) for t in ours.get("token_ids") or []):
+        raise GraphError(f"{where}: metadata.interp_widgets.token_ids must be a list of ints")
     our_meta = dict(ours.get("metadata") or {})
     n_layers = our_meta.get("n_layers")
     recs = []
@@ -982,7 +1002,7 @@ def _from_neuronpedia(data: Any, where: str) -> AttributionGraph:
                 raise GraphError(f"{where}: links[{i}] has no {k!r} (links need source, target, weight)")
         if not isinstance(ln["source"], str) or not isinstance(ln["target"], str):
             raise GraphError(f"{where}: links[{i}] source/target must be node id strings")
-        if not _is(ln["weight"], (int, float)) or not math.isfinite(float(ln["weight"])):
+        if not _is(ln["weight"], (int, float)) or _num(ln["weight"]) is None:
             raise GraphError(f"{where}: links[{i}].weight must be a finite number, got {ln['weight']!r}")
         for k in ("source", "target"):
             if ln[k] not in index:
@@ -1035,17 +1055,44 @@ def _from_neuronpedia(data: Any, where: str) -> AttributionGraph:
                                   pinned=pinned, labels=labels, compute_influence=False)
 
 
+_INT_LIMIT = 2 ** 31  # node integers travel to the browser as int32
+
+
 def _node_record(nd: Mapping[str, Any], where: str, i: int, toks: list[str], n_layers: Any) -> dict[str, Any]:
+    pos = nd["ctx_idx"]
+    if not 0 <= pos < len(toks):
+        raise GraphError(f"{where}: nodes[{i}].ctx_idx = {pos!r} is outside the prompt's {len(toks)} tokens "
+                         f"(positions 0-{len(toks) - 1})")
+    try:
+        rec = _node_fields(nd, where, i, toks, n_layers)
+    except (KeyError, TypeError, ValueError, OverflowError) as e:
+        if isinstance(e, GraphError):
+            raise
+        raise GraphError(f"{where}: nodes[{i}] ({nd['node_id']!r}) has a malformed field ({type(e).__name__}: "
+                         f"{e}); fix it, or drop its 'iw' entry to read the Neuronpedia fields only") from None
+    for k in ("layer", "feature", "token_id"):
+        v = rec.get(k)
+        if v is not None and not -_INT_LIMIT < v < _INT_LIMIT:
+            raise GraphError(f"{where}: nodes[{i}] ({nd['node_id']!r}) has {k} = {v}, out of range")
+    return rec
+
+
+def _node_fields(nd: Mapping[str, Any], where: str, i: int, toks: list[str], n_layers: Any) -> dict[str, Any]:
     ft = nd["feature_type"]
     ours = nd.get("iw") if isinstance(nd.get("iw"), Mapping) else None
     nan = float("nan")
     if ours and ours.get("kind") in KINDS:
+        for k in ("layer", "feature", "token_id"):
+            if (k != "token_id" or k in ours) and not _is(ours.get(k), (int,)):
+                raise GraphError(f"{where}: nodes[{i}].iw.{k} must be an int, got {ours.get(k, '(missing)')!r}")
         rec = {"node_id": nd["node_id"], "kind": ours["kind"], "layer": int(ours["layer"]),
                "position": int(nd["ctx_idx"]), "feature": int(ours["feature"]),
                "label": str(ours.get("label") or ""), "token": str(ours.get("token") or ""),
                "token_id": int(ours.get("token_id", -1))}
         for c in _FLOAT_COLS:
             v = ours.get(c)
+            if v is not None and not _is(v, (int, float)):
+                raise GraphError(f"{where}: nodes[{i}].iw.{c} must be a number or null, got {v!r}")
             rec[c] = float(v) if v is not None else nan
         rec["file_influence"] = _num(nd.get("influence"))
         return rec

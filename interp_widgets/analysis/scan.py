@@ -31,7 +31,7 @@ from torch import Tensor
 from ..corpus import Corpus
 from ..dictionaries.base import TranscoderSet
 from ..dictionaries.train import read_sites
-from ..errors import CorpusError, DictionaryError, FeatureError
+from ..errors import CorpusError, DictionaryError, FeatureError, GraphError, MemoryBudgetError
 from ..files import atomic_save_safetensors, atomic_write_json, load_safetensors, read_json
 
 #: log10 bin edges used while scanning (fine, global); saved histograms are rebinned per feature
@@ -350,26 +350,89 @@ def _dictionaries(dictionaries: Any) -> dict[str, Any]:
     return {getattr(dictionaries, "name", "dictionary"): dictionaries}
 
 
+def scan_memory(model: Any, dictionaries: Any, *, max_tokens: int, batch_size: int, seq_len: int,
+                top_k: int, window: int) -> dict[str, int]:
+    """Bytes a scan will hold at its peak, by part (what :func:`scan_many` checks before it starts).
+
+        >>> sum(scan_memory(model, sae, max_tokens=100_000, batch_size=8, seq_len=128,
+        ...                 top_k=20, window=24).values())
+    """
+    dicts = _dictionaries(dictionaries)
+    widths = [int(d.n_features) for d in dicts.values()]
+    n_max = max(widths, default=0)
+    n_seq = max_tokens // max(seq_len, 1) + 1
+    per_feature_state = top_k * (4 + 8 + 8 + 4 * window) + _LOG_BINS * 8 + 20
+    return {
+        # top-k contexts, fine histograms and counters of every dictionary, kept all scan long
+        "feature state": sum(widths) * per_feature_state,
+        # one batch encoded by the widest dictionary: activations, masks, windows, candidates
+        "batch activations": n_max * (batch_size * seq_len * 13 + batch_size * window * 12
+                                      + (top_k + batch_size) * (4 * window + 20)),
+        # the model's forward up to the last site, and the stored token ids
+        "forward": batch_size * seq_len * int(getattr(model, "d_model", 0)) * 4 * 8,
+        "tokens": n_seq * seq_len * 8 * 2,
+        # rebinning the histograms at the end: [n_features, log bins, linear bins] float64 temporaries
+        "histograms": n_max * _LOG_BINS * HIST_BINS * 8 * 4,
+    }
+
+
+def check_scan_memory(model: Any, dictionaries: Any, *, memory_budget: Any = "auto", **sizes: int) -> None:
+    """Raise :class:`MemoryBudgetError` if :func:`scan_memory` exceeds ``memory_budget``."""
+    from .attribution.build import _available_memory, _budget, _fmt_bytes
+
+    try:
+        budget = _budget(memory_budget)
+    except GraphError as e:
+        raise CorpusError(str(e)) from None
+    if budget is None:
+        return
+    parts = scan_memory(model, dictionaries, **sizes)
+    need = sum(parts.values())
+    if need > budget:
+        biggest = max(parts, key=parts.get)
+        what = ("memory_budget" if memory_budget != "auto"
+                else f"80% of the {_fmt_bytes(_available_memory())} available")
+        raise MemoryBudgetError(
+            f"this scan needs ~{_fmt_bytes(need)} but {what} is {_fmt_bytes(budget)} (largest part: "
+            f"{biggest}, {_fmt_bytes(parts[biggest])}). Lower batch_size (now {sizes['batch_size']}), "
+            f"seq_len (now {sizes['seq_len']}), top_k (now {sizes['top_k']}) or window (now "
+            f"{sizes['window']}), scan fewer or narrower dictionaries at once, or pass a larger "
+            f"memory_budget"
+        )
+
+
 def scan_many(model: Any, dictionaries: Any, corpus: Corpus, *, max_tokens: int = 100_000,
               batch_size: int = 8, seq_len: int = 128, top_k: int = 20, window: int = 24,
               checkpoint_dir: str | Path | None = None, checkpoint_every_s: float = 120.0,
-              progress: bool = True) -> dict[str, FeatureIndex]:
+              progress: bool = True, memory_budget: Any = "auto") -> dict[str, FeatureIndex]:
     """Scan several dictionaries in one stream of forward passes; ``{name: FeatureIndex}``.
 
     ``dictionaries``: a mapping name -> dictionary, a list, or a ``TranscoderSet``.
+    ``memory_budget``: bytes, a size such as ``"4GB"``, ``"auto"`` (80% of the memory available
+    now) or None; the scan refuses with :class:`~interp_widgets.errors.MemoryBudgetError` before
+    allocating anything when its estimate (:func:`scan_memory`) is larger.
     """
     dicts = _dictionaries(dictionaries)
     if not dicts:
         raise DictionaryError("scan needs at least one dictionary")
     if not isinstance(corpus, Corpus):
         raise CorpusError(f"corpus must be an iw.Corpus, got {type(corpus).__name__}")
-    if not isinstance(max_tokens, int) or max_tokens < batch_size * seq_len:
+    for name, v, lo in (("batch_size", batch_size, 1), ("seq_len", seq_len, 2), ("top_k", top_k, 1),
+                        ("window", window, 1)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+            raise CorpusError(f"{name} must be an int >= {lo}, got {v!r}")
+    if seq_len > model.n_ctx:
+        raise CorpusError(f"seq_len={seq_len} is longer than {model.name}'s context of {model.n_ctx} "
+                          f"tokens: pass seq_len <= {model.n_ctx}")
+    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < batch_size * seq_len:
         raise CorpusError(f"max_tokens must be an int >= batch_size * seq_len = {batch_size * seq_len}, "
                           f"got {max_tokens!r}")
-    if top_k < 1 or window < 1 or window > seq_len:
+    if window > seq_len:
         raise CorpusError(f"top_k must be >= 1 and window in 1-{seq_len}, got {top_k}, {window}")
     for d in dicts.values():
         d.check_model(model)
+    check_scan_memory(model, dicts, max_tokens=max_tokens, batch_size=batch_size, seq_len=seq_len,
+                      top_k=top_k, window=window, memory_budget=memory_budget)
     sites = sorted({d.site for d in dicts.values()}, key=lambda s: s.order_key)
     accs = {name: _Accumulator(d.n_features, top_k, window) for name, d in dicts.items()}
     seqs: list[Tensor] = []
@@ -439,7 +502,7 @@ def scan_many(model: Any, dictionaries: Any, corpus: Corpus, *, max_tokens: int 
 
 def scan(model: Any, dictionary: Any, corpus: Corpus, *, max_tokens: int = 100_000, batch_size: int = 8,
          seq_len: int = 128, top_k: int = 20, window: int = 24, checkpoint_dir: str | Path | None = None,
-         progress: bool = True) -> FeatureIndex:
+         progress: bool = True, memory_budget: Any = "auto") -> FeatureIndex:
     """Scan ``corpus`` with one dictionary and build its :class:`FeatureIndex`.
 
         >>> index = iw.scan(model, sae, iw.Corpus.default(), max_tokens=50_000)
@@ -449,7 +512,7 @@ def scan(model: Any, dictionary: Any, corpus: Corpus, *, max_tokens: int = 100_0
     name = getattr(dictionary, "name", "dictionary")
     out = scan_many(model, {name: dictionary}, corpus, max_tokens=max_tokens, batch_size=batch_size,
                     seq_len=seq_len, top_k=top_k, window=window, checkpoint_dir=checkpoint_dir,
-                    progress=progress)
+                    progress=progress, memory_budget=memory_budget)
     return out[name]
 
 
@@ -510,4 +573,4 @@ def auto_labels(model: Any, dictionary: Any, index: FeatureIndex, *, n_tokens: i
 
 
 __all__ = ["FeatureIndex", "TopExample", "scan", "scan_many", "save_index_set", "auto_labels",
-           "promoted_tokens"]
+           "promoted_tokens", "scan_memory"]

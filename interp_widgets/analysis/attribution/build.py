@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import time
@@ -315,11 +316,34 @@ def _budget(memory_budget: Any) -> int | None:
     raise GraphError(f"memory_budget must be bytes, a size string, 'auto' or None; got {memory_budget!r}")
 
 
-def _check_args(max_feature_nodes: Any, batch_size: Any) -> None:
+def _check_args(max_feature_nodes: Any, batch_size: Any, min_activation: Any = 0.0) -> None:
     if isinstance(max_feature_nodes, bool) or not isinstance(max_feature_nodes, int) or max_feature_nodes < 0:
         raise GraphError(f"max_feature_nodes must be an int >= 0, got {max_feature_nodes!r}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise GraphError(f"batch_size must be a positive int, got {batch_size!r}")
+    if isinstance(min_activation, bool) or not isinstance(min_activation, (int, float)) or not (
+            math.isfinite(min_activation) and min_activation >= 0):
+        # NaN would silently drop every feature (nothing compares greater than NaN)
+        raise GraphError(f"min_activation must be a finite number >= 0, got {min_activation!r}")
+
+
+def _prompt_floor(model: Any, prompt: Any) -> tuple[int, dict[str, int]]:
+    """Bytes attribution needs whatever the transcoders, from the prompt length alone: the
+    frozen attention patterns grow as n_tokens squared. Known before any forward pass."""
+    from .linear_model import check_family
+
+    check_family(model)
+    if not isinstance(prompt, str):
+        return 0, {}
+    P = int(model.tokenize(prompt).input_ids.shape[1])  # also refuses empty / over-long prompts
+    L, d = model.n_layers, model.d_model
+    H = int(getattr(model.config, "num_attention_heads", None) or getattr(model.config, "n_head", 1))
+    parts = {
+        "attention patterns": L * H * P * P * 4 + 2 * H * P * P * 4,  # kept + one layer's scores
+        "recorded activations": 9 * L * P * d * 4,
+        "logits": P * model.d_vocab * 4,
+    }
+    return P, parts
 
 
 def estimate_attribution(
@@ -341,7 +365,7 @@ def estimate_attribution(
         >>> est.memory_bytes, est.seconds
         >>> est.to_pandas()                       # memory by item
     """
-    _check_args(max_feature_nodes, batch_size)
+    _check_args(max_feature_nodes, batch_size, min_activation)
     prep = prepare(model, prompt, transcoders, targets=targets, max_n_logits=max_n_logits,
                    desired_logit_prob=desired_logit_prob, min_activation=min_activation)
     return _estimate(prep, max_feature_nodes, batch_size, dtype)
@@ -383,14 +407,25 @@ def attribute(
     """
     from ..graph import AttributionGraph
 
-    _check_args(max_feature_nodes, batch_size)
+    _check_args(max_feature_nodes, batch_size, min_activation)
     if dtype not in (torch.float32, torch.float64):
         raise GraphError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
+    budget = _budget(memory_budget)
+    if budget is not None:
+        # a long prompt is refused before the forward pass that would allocate its patterns
+        n_tok, floor = _prompt_floor(model, prompt)
+        if sum(floor.values()) > budget:
+            raise MemoryBudgetError(
+                f"a {n_tok}-token prompt needs at least ~{_fmt_bytes(sum(floor.values()))} for "
+                f"attribution before any feature is counted ({', '.join(f'{k} ~{_fmt_bytes(v)}' for k, v in floor.items())}), "
+                f"but memory_budget is {_fmt_bytes(budget)}" + (" (80% of the memory available now)" if memory_budget == "auto" else "")
+                + ". Shorten the prompt (attention patterns grow with its length squared), or pass a "
+                f"larger memory_budget"
+            )
     t0 = time.perf_counter()
     prep = prepare(model, prompt, transcoders, targets=targets, max_n_logits=max_n_logits,
                    desired_logit_prob=desired_logit_prob, min_activation=min_activation)
     est = _estimate(prep, max_feature_nodes, batch_size, dtype)
-    budget = _budget(memory_budget)
     if budget is not None and est.memory_bytes > budget:
         biggest = max(est.breakdown, key=est.breakdown.get)
         raise MemoryBudgetError(

@@ -154,14 +154,13 @@ class EdgeEngine:
                 out[:n_gt, e0:e0 + P] = (G[:n_gt] * self.errors[L, :P]).sum(-1)
             if n_ge == 0:
                 continue
-            gm = torch.zeros(n_ge, P, lin.d_model, dtype=self.dtype)
+            g_mid = G[:n_ge]  # a view: updated in place, rows >= n_gt are still zero here
             if n_gt and self.skips[L] is not None:
-                gm[:n_gt] = G[:n_gt] @ self.skips[L]
-            if n_ge > n_gt:
-                rows = torch.arange(n_gt, n_ge)
-                gm[rows, pos[n_gt:n_ge]] += vec[n_gt:n_ge]
-            g_mid = G[:n_ge] + lin.ln2[L].transpose(gm)
-            G[:n_ge] = g_mid + lin.ln1[L].transpose(lin.attn[L].transpose(g_mid))
+                g_mid[:n_gt] += lin.ln2[L].transpose(G[:n_gt] @ self.skips[L])
+            if n_ge > n_gt:  # targets reading this layer's MLP input enter here
+                tp = pos[n_gt:n_ge]
+                g_mid[torch.arange(n_gt, n_ge), tp] += lin.ln2[L].transpose_at(vec[n_gt:n_ge], tp)
+            g_mid += lin.ln1[L].transpose(lin.attn[L].transpose(g_mid))
         out[:, self.emb0:self.emb0 + P] = (G * self.embed[:P]).sum(-1)
         result = torch.empty_like(out)
         result[order] = out

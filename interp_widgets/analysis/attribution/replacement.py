@@ -48,7 +48,8 @@ class LayerReplacement:
             W_skip = getattr(dictionary, "W_skip", None)
             self.skip = W_skip.detach().float() if W_skip is not None else None
             # target value = x @ enc + const (x = mlp_in); for gated neurons times the frozen gate
-            self.enc = dictionary.W_enc.detach().float() * (sf if sf is not None else 1.0)
+            enc = dictionary.W_enc.detach().float()
+            self.enc = enc * sf if sf is not None else enc
             zero_in = torch.zeros(1, dictionary.d_in, dtype=dictionary.W_enc.dtype)
             self.enc_const = dictionary.pre_acts(zero_in).detach().float()[0]
 
@@ -59,7 +60,12 @@ class LayerReplacement:
 
     def reconstruction(self, acts: Tensor, mlp_in: Tensor) -> Tensor:
         """What the replacement writes into ``mlp_out`` (decoder + bias + skip), ``[pos, d]``."""
-        out = acts @ self.decoder + self.output_bias
+        p, f = torch.nonzero(acts, as_tuple=True)
+        if len(f) * 4 < acts.numel():  # sparse codes (TopK, ReLU): add only the active rows
+            out = self.output_bias.expand(acts.shape[0], -1).clone()
+            out.index_add_(0, p, acts[p, f, None] * self.decoder[f])
+        else:
+            out = acts @ self.decoder + self.output_bias
         if self.skip is not None:
             out = out + mlp_in @ self.skip
         return out

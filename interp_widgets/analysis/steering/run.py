@@ -82,6 +82,9 @@ class Steerer:
         model = self.model
         prompts = model.check_prompts(prompts)
         n = check_count("max_new_tokens", max_new_tokens, minimum=1)
+        if n >= model.n_ctx:
+            raise SteeringError(f"max_new_tokens={n} does not fit {model.name}'s context of {model.n_ctx} "
+                                f"tokens (prompt included): ask for at most {model.n_ctx - 1}")
         temperature = check_temperature(temperature)
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise SteeringError(f"seed must be an int, got {seed!r}")
@@ -95,6 +98,7 @@ class Steerer:
                             groups=[r % N for r in range(len(rows))], progress=progress)
         eos = _eos_ids(model) if stop_at_eos else set()
         kept = [_cut(raw.tokens[r].tolist(), eos) for r in range(len(rows))]
+        _check_finite(raw.first[[r for r, st in enumerate(steered_rows) if st]], self.specs)
         by_arm = {a: list(range(k * N, (k + 1) * N)) for k, a in enumerate(arms)}
 
         other: dict[str, list[Tensor]] = {}
@@ -111,6 +115,9 @@ class Steerer:
             sspecs = run_specs(self.bound, plens, [st for *_, st in plan_rows],
                                [prompts[i] for _, i, _ in plan_rows])
             logits = forward_rows(model, sspecs, seqs, plens)
+            for lg, (_, _, st) in zip(logits, plan_rows):
+                if st:
+                    _check_finite(lg, self.specs)
             scored: dict[tuple[str, int, bool], Tensor] = {}
             for key, lg, plen in zip(plan_rows, logits, plens):
                 # from the last prompt position on: row t predicts generated token t
@@ -184,7 +191,11 @@ class Steerer:
         if too_long:
             raise SteeringError(f"sequence {too_long[0]} is longer than the context ({model.n_ctx})")
         specs = run_specs(self.bound, lens, [steered] * len(prompts), prompts)
-        return forward_rows(model, specs, seqs, lens)
+        out = forward_rows(model, specs, seqs, lens)
+        if steered:
+            for lg in out:
+                _check_finite(lg, self.specs)
+        return out
 
 
     def run_with_cache(
@@ -229,6 +240,16 @@ def steer(model: Any, specs: Steer | Steers | Sequence[Steer]) -> Steerer:
 
 
 # ---------------------------------------------------------------------- helpers
+def _check_finite(logits: Tensor, specs: Any) -> None:
+    """A steered run whose logits hold NaN / inf overflowed float32 somewhere: say so, instead
+    of returning tokens chosen from NaNs."""
+    if logits.numel() and not bool(torch.isfinite(logits).all()):
+        raise SteeringError(
+            f"the steered model produced NaN / inf logits ({specs!r}): the intervention overflowed "
+            f"float32. Lower the strength (typical residual norms are 10-1000)"
+        )
+
+
 def _eos_ids(model: Any) -> set[int]:
     eos = model.tokenizer.eos_token_id
     cfg = getattr(model.hf, "generation_config", None)

@@ -28,6 +28,9 @@ MODES = ("add", "scale", "clamp", "ablate")
 UNITS = ("absolute", "relative")
 ABLATIONS = ("zero", "mean")
 POSITION_KEYWORDS = ("all", "prompt", "generated")
+#: Largest |strength| accepted: far past any useful edit, and below where float32 norms overflow
+#: (a 1e30 push turns RMSNorm's mean square into inf and the layer's output into zeros, silently).
+MAX_STRENGTH = 1e12
 
 
 @dataclass(frozen=True)
@@ -135,9 +138,18 @@ def _as_strength(x: Any, mode: str) -> float | None:
         x = x.item()
     if isinstance(x, bool) or not isinstance(x, (int, float)) and not hasattr(x, "__float__"):
         raise SteeringError(f"strength must be a real number, got {type(x).__name__} {x!r}")
-    v = float(x)
+    try:
+        v = float(x)
+    except OverflowError:  # a Python int beyond the float range
+        raise SteeringError(f"strength {x!r} is beyond ±{MAX_STRENGTH:g}: pass a number such as 8.0") from None
     if not math.isfinite(v):
         raise SteeringError(f"strength {v!r} is not finite: pass a finite number such as 8.0 or -4.0")
+    if abs(v) > MAX_STRENGTH:
+        raise SteeringError(
+            f"strength {v:g} is beyond ±{MAX_STRENGTH:g}: the model computes in float32, whose norms "
+            f"overflow near 1e19, so the result would be numerically meaningless. Residual norms are "
+            f"typically 10-1000 (see iw.analysis.steering.typical_norm); try strengths of that size"
+        )
     return v
 
 
