@@ -40,6 +40,8 @@ def per_target_rows(prep: Any, feature_idx: Tensor, dtype: torch.dtype = torch.f
             feat_w[m] = (act.activation[m, None] * rep.decoder[act.feature[m]]).to(dtype)
     errors = prep.errors.to(dtype)
     emb = prep.real.resid_pre[0].to(dtype)
+    # active features are sorted by layer: each layer's are one contiguous slice
+    bounds = torch.searchsorted(act.layer, torch.arange(L + 1)).tolist()
 
     def row(value: Tensor) -> Tensor:
         grads = torch.autograd.grad(value, [embed, *writes], retain_graph=True, allow_unused=True)
@@ -48,8 +50,8 @@ def per_target_rows(prep: Any, feature_idx: Tensor, dtype: torch.dtype = torch.f
         for layer, g in enumerate(g_layers):
             if g is None:
                 continue
-            m = act.layer == layer
-            out[:n_act][m] = (g[act.pos[m]] * feat_w[m]).sum(-1)
+            a, b = bounds[layer], bounds[layer + 1]
+            out[a:b] = (g[act.pos[a:b]] * feat_w[a:b]).sum(-1)
             out[n_act + layer * P: n_act + (layer + 1) * P] = (g * errors[layer]).sum(-1)
         if g_emb is not None:
             out[n_act + L * P:] = (g_emb * emb).sum(-1)
