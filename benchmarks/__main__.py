@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
 import time
 import traceback
@@ -65,9 +66,12 @@ def _cell(x: Any) -> str:
 
 
 def machine_text(m: dict[str, Any]) -> str:
-    return (f"{m.get('cpus', '?')} CPUs ({m.get('processor', '?')}), {m.get('platform', '?')}, "
+    text = (f"{m.get('cpus', '?')} CPUs ({m.get('processor', '?')}), {m.get('platform', '?')}, "
             f"Python {m.get('python', '?')}, torch {m.get('torch', '?')} "
             f"({m.get('torch_threads', '?')} threads)")
+    if "load_average_1min" in m:
+        text += f", load average {m['load_average_1min']} when saved"
+    return text
 
 
 def render_table(results_dir: Path = RESULTS) -> str:
@@ -115,7 +119,10 @@ def save(name: str, results: list[dict[str, Any]], results_dir: Path = RESULTS) 
 
     results_dir.mkdir(parents=True, exist_ok=True)
     path = results_dir / f"{name}.json"
-    payload = {"case": name, "date": time.strftime("%Y-%m-%d"), "machine": machine(), "results": results}
+    m = machine()
+    if hasattr(os, "getloadavg"):
+        m["load_average_1min"] = round(os.getloadavg()[0], 2)  # a busy machine inflates timings
+    payload = {"case": name, "date": time.strftime("%Y-%m-%d"), "machine": m, "results": results}
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(payload, indent=1, default=str))
     tmp.replace(path)  # never a half-written result file
