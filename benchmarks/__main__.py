@@ -111,7 +111,9 @@ def update_readme(readme: Path = README, results_dir: Path = RESULTS) -> None:
         text = before + table + after
     else:
         text = text.rstrip("\n") + "\n\n## Results\n\n" + table + "\n"
-    readme.write_text(text)
+    tmp = readme.with_name(readme.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(readme)  # concurrent full runs each rewrite the whole table from results/
 
 
 def save(name: str, results: list[dict[str, Any]], results_dir: Path = RESULTS) -> Path:
