@@ -416,6 +416,27 @@ def _load_remote_meta(repo_id: str) -> Model:
 TINY_PREFIX = "tiny-"
 
 
+def _check_load_args(name_or_path: Any, dtype: Any, device: Any) -> None:
+    """Refuse a bad name, dtype or device before anything is built (not deep inside torch)."""
+    if name_or_path is not None:
+        if not isinstance(name_or_path, (str, os.PathLike)):
+            raise ModelLoadError(
+                f"load_model takes a name or folder path, got {type(name_or_path).__name__} "
+                f"{name_or_path!r}: pass None (embedded default), 'tiny-llama' or a folder"
+            )
+        if not str(name_or_path).strip():
+            raise ModelLoadError("the model name is empty: pass None for the embedded default, "
+                                 "a tiny model name such as 'tiny-llama', or a folder path")
+    if dtype is not None and not isinstance(dtype, torch.dtype):
+        raise ModelLoadError(f"dtype must be a torch dtype such as torch.float32, got {dtype!r}")
+    if device is not None:
+        try:
+            torch.device(device)
+        except (RuntimeError, TypeError) as e:
+            raise ModelLoadError(f"device {device!r} is not a torch device ({e}): use 'cpu', "
+                                 f"'cuda', 'cuda:0' or 'mps'") from e
+
+
 def load_model(
     name_or_path: str | os.PathLike | None = None,
     *,
@@ -441,6 +462,7 @@ def load_model(
 
     if remote not in (False, True, "local", None):
         raise ModelLoadError(f"remote must be False, True or 'local', got {remote!r}")
+    _check_load_args(name_or_path, dtype, device)
     if remote is True:
         check_remote_ready()  # before any loading, so a bad key or host fails in seconds
     repo_id = None
@@ -472,7 +494,10 @@ def load_model(
         hf, tok = load_folder_hf(path, dtype=dtype)
         name = path.name
     if device is not None:
-        hf = hf.to(device)
+        try:
+            hf = hf.to(device)
+        except (RuntimeError, AssertionError) as e:  # e.g. "Torch not compiled with CUDA enabled"
+            raise ModelLoadError(f"cannot move the model to device {device!r}: {e}") from e
     if remote is True and repo_id is None:
         repo_id = _remote_repo_id(name_or_path, hf)
     return Model(hf, tok, name=name, remote=remote or False, repo_id=repo_id)
