@@ -19,8 +19,8 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 from torch import Tensor, nn
 
-from ..errors import DictionaryError, FeatureError
-from ..files import atomic_save_safetensors, atomic_write_json, load_safetensors, read_json
+from ..errors import DictionaryError, FeatureError, InterpWidgetsError
+from ..files import atomic_save_safetensors, atomic_write_json, load_safetensors, read_json, refuse_pickle
 from ..models.sites import Site
 
 ARCHITECTURES = ("relu", "jumprelu", "topk", "batchtopk")
@@ -531,10 +531,56 @@ def load_ours(folder: str | Path) -> Any:
     for key in ("d_in", "n_features"):
         if not isinstance(cfg[key], int) or isinstance(cfg[key], bool) or cfg[key] <= 0:
             raise DictionaryError(f"{folder}/config.json: {key} must be a positive int, got {cfg[key]!r}")
-    weights = load_safetensors(folder / "weights.safetensors")
+    wfile = folder / "weights.safetensors"
+    if not wfile.is_file():
+        for f in sorted(folder.iterdir()) if folder.is_dir() else []:
+            refuse_pickle(f)  # a pickle beside the config: say why it is not read
+    weights = load_safetensors(wfile)
+    _check_shapes_before_building(cfg, weights, folder)
     labels = read_labels(folder / "labels.json")
     common = dict(d_in=cfg["d_in"], n_features=cfg["n_features"], metadata=cfg.get("metadata") or {},
                   labels=labels, name=cfg.get("name"))
+    try:
+        d = _build_from_config(kind, cfg, weights, common, folder)
+    except InterpWidgetsError as e:
+        if isinstance(e, DictionaryError) and str(folder) in str(e):
+            raise
+        raise DictionaryError(f"{folder}/config.json: {e}") from e
+    load_state(d, weights, where=str(folder))
+    d.path = folder
+    return d
+
+
+def _check_shapes_before_building(cfg: Mapping[str, Any], weights: Mapping[str, Tensor], folder: Path) -> None:
+    """Compare the config's sizes with the weight shapes *before* allocating anything, so a
+    corrupted or hostile config (``n_features: 10**12``) is an error, not a giant allocation."""
+    d_in, n = cfg["d_in"], cfg["n_features"]
+    for key in ("W_enc", "W_dec"):
+        if key not in weights:
+            raise DictionaryError(
+                f"{folder}: weights.safetensors has no {key} (it holds {', '.join(sorted(weights)) or 'nothing'}): "
+                f"the file is corrupted or not an interp_widgets dictionary; re-save it"
+            )
+    enc = weights.get("W_enc")
+    if enc is None or enc.dim() != 2 or tuple(enc.shape) != (d_in, n):
+        got = tuple(enc.shape) if enc is not None else "no W_enc"
+        raise DictionaryError(
+            f"{folder}: config.json says d_in={d_in}, n_features={n} but weights.safetensors has "
+            f"W_enc {got}: the config and the weights do not belong together (re-save the dictionary)"
+        )
+    d_out = cfg.get("d_out")
+    dec = weights.get("W_dec")
+    if dec is None or dec.dim() != 2 or dec.shape[0] != n or (
+            d_out is not None and (not isinstance(d_out, int) or dec.shape[1] != d_out)):
+        got = tuple(dec.shape) if dec is not None else "no W_dec"
+        raise DictionaryError(
+            f"{folder}: config.json says n_features={n}, d_out={d_out} but weights.safetensors has "
+            f"W_dec {got}: the config and the weights do not belong together (re-save the dictionary)"
+        )
+
+
+def _build_from_config(kind: Any, cfg: Mapping[str, Any], weights: Mapping[str, Tensor],
+                       common: dict[str, Any], folder: Path) -> Any:
     if kind == "sae":
         d = SAE(site=cfg["site"], out_site=cfg.get("out_site"), d_out=cfg.get("d_out"),
                 architecture=cfg.get("architecture", "relu"), k=cfg.get("k"),
@@ -552,8 +598,6 @@ def load_ours(folder: str | Path) -> Any:
                        topk_relu=cfg.get("topk_relu", True), **common)
     else:
         raise DictionaryError(f"{folder}/config.json: unknown kind {kind!r} (sae, transcoder, transcoder_set)")
-    load_state(d, weights, where=str(folder))
-    d.path = folder
     return d
 
 

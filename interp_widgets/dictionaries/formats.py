@@ -398,6 +398,11 @@ def load_saelens(folder: str | Path) -> SAE:
     k = cfg.get("k", act_kw.get("k"))
     if our_arch == "batchtopk" and "threshold" not in weights:
         our_arch = "topk"  # a training checkpoint: no learned threshold yet, per-token top-k
+    enc = weights.get("W_enc")
+    if enc is not None and tuple(enc.shape) != (d_in, n):
+        # checked before building: a config claiming d_sae=10**12 must not allocate it first
+        raise DictionaryError(f"{wfile}: tensor W_enc has shape {tuple(enc.shape)} but {where} implies "
+                              f"{(d_in, n)}")
     common: dict[str, Any] = dict(
         d_in=d_in, n_features=n, architecture=our_arch,
         k=int(k) if our_arch in ("topk", "batchtopk") and k is not None else None,
