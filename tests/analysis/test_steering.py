@@ -39,7 +39,7 @@ def test_baseline_arm_is_plain_greedy_generation(model):
     assert all(len(t) == 6 for t in r.steered.tokens)
     # the per-token tables line up with the tokens
     for arm in (r.baseline, r.steered):
-        for toks, lp, other in zip(arm.tokens, arm.logprobs, arm.logprobs_other):
+        for toks, lp, other in zip(arm.tokens, arm.logprobs, arm.logprobs_other, strict=True):
             assert lp.shape == other.shape == (len(toks),)
             assert bool((lp <= 0).all())
     assert len(r.differs[0]) == 6 and any(any(d) for d in r.differs)
@@ -50,7 +50,7 @@ def test_zero_strength_changes_nothing(model):
         PROMPTS, max_new_tokens=5)
     assert r.steered.tokens == r.baseline.tokens
     assert all(not any(d) for d in r.differs) and r.first_difference == (None, None)
-    for kl, diff in zip(r.kl, r.logprob_diff):
+    for kl, diff in zip(r.kl, r.logprob_diff, strict=True):
         assert torch.allclose(kl, torch.zeros_like(kl), atol=1e-6)
         assert torch.allclose(diff, torch.zeros_like(diff), atol=1e-5)
 
@@ -157,7 +157,7 @@ def test_scale_zero_equals_ablation(model):
     ablated = iw.steer(model, iw.Steer(f, mode="ablate")).logits(PROMPTS)
     plain = iw.steer(model, iw.Steer(f, 1.0, mode="scale")).logits(PROMPTS)
     base = iw.steer(model, iw.Steer(f, 1.0, mode="scale")).logits(PROMPTS, steered=False)
-    for a, b, c, d in zip(scaled, ablated, plain, base):
+    for a, b, c, d in zip(scaled, ablated, plain, base, strict=True):
         assert torch.equal(a, b)
         assert torch.allclose(c, d, atol=1e-5)  # scale 1 is the identity
         assert not torch.allclose(a, d, atol=1e-3)
@@ -241,7 +241,7 @@ def test_relative_units_use_the_typical_norm(model):
     ab = iw.steer(model, iw.Steer(direction(model), 0.5 * norm, site="resid_post.1"))
     assert rel.describe()[0]["typical_norm"] == norm
     assert abs(rel.describe()[0]["added_norm"] - 0.5 * norm) < 1e-4
-    for a, b in zip(rel.logits(PROMPTS), ab.logits(PROMPTS)):
+    for a, b in zip(rel.logits(PROMPTS), ab.logits(PROMPTS), strict=True):
         assert torch.allclose(a, b, atol=1e-4)
 
 
@@ -309,7 +309,7 @@ def test_several_modes_in_one_run_match_remote_local(model):
     assert remote.steered.tokens == local.steered.tokens
     assert remote.baseline.tokens == local.baseline.tokens
     assert local.steered.tokens != local.baseline.tokens
-    for a, b in zip(remote.kl, local.kl):
+    for a, b in zip(remote.kl, local.kl, strict=True):
         assert torch.allclose(a, b, atol=1e-4)
 
 
@@ -452,7 +452,7 @@ def test_scoring_splits_large_batches(model, monkeypatch):
     whole = s.logits(PROMPTS + PROMPTS[::-1])
     monkeypatch.setattr(engine, "LOGITS_BUDGET", model.d_vocab * 8)  # one row per trace
     split = s.logits(PROMPTS + PROMPTS[::-1])
-    for a, b in zip(whole, split):
+    for a, b in zip(whole, split, strict=True):
         assert torch.allclose(a, b, atol=1e-5)
 
 
@@ -465,7 +465,7 @@ def test_direction_objects_steer_as_unit_vectors(model):
     assert "contrast@resid_post.1" in repr(spec)
     a = iw.steer(model, spec).logits(PROMPTS)
     b = iw.steer(model, iw.Steer(d.unit, 5.0, site="resid_post.1")).logits(PROMPTS)
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=True):
         assert torch.allclose(x, y, atol=1e-5)
     # clamp on a Direction holds its projection on the unit vector
     _, cache = iw.steer(model, iw.Steer(d, 2.0, mode="clamp")).run_with_cache(PROMPTS, ["resid_post.1"])

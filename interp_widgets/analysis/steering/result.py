@@ -115,7 +115,7 @@ class SteeringResult:
         if self.baseline is None:
             raise SteeringError("this run has no baseline arm: generate with baseline=True")
         out = []
-        for b, s in zip(self.baseline.tokens, self.steered.tokens):
+        for b, s in zip(self.baseline.tokens, self.steered.tokens, strict=True):
             out.append(tuple(i >= len(b) or b[i] != t for i, t in enumerate(s)))
         return tuple(out)
 
@@ -123,7 +123,7 @@ class SteeringResult:
     def first_difference(self) -> tuple[int | None, ...]:
         """Index of the first steered token that differs from the baseline (None: identical)."""
         res = []
-        for d, b, s in zip(self.differs, self.baseline.tokens, self.steered.tokens):
+        for d, b, s in zip(self.differs, self.baseline.tokens, self.steered.tokens, strict=True):
             idx = next((i for i, x in enumerate(d) if x), None)
             if idx is None and len(b) != len(s):
                 idx = len(s)

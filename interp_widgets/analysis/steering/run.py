@@ -115,11 +115,11 @@ class Steerer:
             sspecs = run_specs(self.bound, plens, [st for *_, st in plan_rows],
                                [prompts[i] for _, i, _ in plan_rows])
             logits = forward_rows(model, sspecs, seqs, plens)
-            for lg, (_, _, st) in zip(logits, plan_rows):
+            for lg, (_, _, st) in zip(logits, plan_rows, strict=True):
                 if st:
                     _check_finite(lg, self.specs)
             scored: dict[tuple[str, int, bool], Tensor] = {}
-            for key, lg, plen in zip(plan_rows, logits, plens):
+            for key, lg, plen in zip(plan_rows, logits, plens, strict=True):
                 # from the last prompt position on: row t predicts generated token t
                 scored[key] = torch.log_softmax(lg[plen - 1:], -1)
             if baseline:
@@ -186,7 +186,7 @@ class Steerer:
                      else [int(t) for t in c] for c in continuations]
         prompt_ids = [model.tokenizer(p, add_special_tokens=True)["input_ids"] for p in prompts]
         lens = [len(p) for p in prompt_ids]
-        seqs = [p + c for p, c in zip(prompt_ids, conts)]
+        seqs = [p + c for p, c in zip(prompt_ids, conts, strict=True)]
         too_long = [i for i, s in enumerate(seqs) if len(s) > model.n_ctx]
         if too_long:
             raise SteeringError(f"sequence {too_long[0]} is longer than the context ({model.n_ctx})")

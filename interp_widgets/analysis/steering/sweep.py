@@ -76,7 +76,7 @@ class SteeringSweep:
         return dose_response_figure(self)
 
     def __repr__(self) -> str:
-        pts = ", ".join(f"{s:g}: {float(v):.3f}" for s, v in zip(self.strengths, self.mean))
+        pts = ", ".join(f"{s:g}: {float(v):.3f}" for s, v in zip(self.strengths, self.mean, strict=True))
         return (f"SteeringSweep({self.spec!r}\n  metric={self.metric_name}, "
                 f"baseline={float(self.baseline.mean()):.3f}\n  {pts})")
 
