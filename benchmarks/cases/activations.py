@@ -77,19 +77,25 @@ def _case(model: Any, site: str, n_prompts: int, repeats: int) -> dict:
     a = ours().dense(prompt=0)
     b = baseline()[0][0, : a.shape[0]]
     assert torch.allclose(a, b, atol=1e-4), float((a - b).abs().max())
-    return compare(f"feature_activations {site} x{n_prompts}x64 tokens", ours=ours,
-                   baseline=baseline, repeats=repeats, warmup=1, units=64 * n_prompts,
-                   unit_name="tokens",
-                   notes="baseline: full HF forward, block output grabbed by a torch forward "
-                         "hook, + SAE.encode")
+    r = compare(f"feature_activations {site} x{n_prompts}x64 tokens", ours=ours,
+                baseline=baseline, repeats=repeats, warmup=1, units=64 * n_prompts,
+                unit_name="tokens",
+                notes="baseline: full HF forward, block output grabbed by a torch forward hook, "
+                      "+ SAE.encode; ratio_of_minimums is robust to a loaded machine")
+    # on a shared, loaded machine the fastest run of each side is the least disturbed one
+    r["ratio_of_minimums"] = r["ours_spread_s"][0] / r["baseline_spread_s"][0]
+    r["target"] = "<= 1.2x baseline"
+    r["ok"] = r["ratio"] <= 1.2
+    return r
 
 
 def run(quick: bool) -> list[dict]:
     import interp_widgets as iw
 
     model = iw.load_model()
-    cases = [("resid_post.12", 1), ("resid_post.29", 1)] + ([] if quick else [("resid_post.12", 16)])
-    results = [_case(model, site, n, repeats=3 if quick else 7) for site, n in cases]
+    cases = [("resid_post.12", 1)] if quick else [("resid_post.12", 1), ("resid_post.29", 1),
+                                                   ("resid_post.12", 8)]
+    results = [_case(model, site, n, repeats=2 if quick else 5) for site, n in cases]
     for r in results:
         r["machine"] = machine()
     return results
