@@ -474,3 +474,33 @@ def test_direction_objects_steer_as_unit_vectors(model):
     other = iw.load_model("tiny-qwen2")  # same width, another model
     with pytest.raises(DictionaryError, match="tiny-llama"):
         iw.steer(other, spec)
+
+
+@pytest.mark.parametrize("positions", ["all", "generated", [1], slice(-2, None)])
+def test_left_padded_batch_matches_single_prompt_runs(model, positions):
+    prompts = ["Hi", "The cat sat on the mat and then the dog ran"]  # very different lengths
+    s = iw.steer(model, iw.Steer(direction(model), 12.0, site="resid_post.1", positions=positions))
+    batched = s.generate(prompts, max_new_tokens=4)
+    for i, p in enumerate(prompts):
+        alone = s.generate(p, max_new_tokens=4)
+        assert batched.steered.tokens[i] == alone.steered.tokens[0]
+        assert batched.baseline.tokens[i] == alone.baseline.tokens[0]
+        assert torch.allclose(batched.steered.logprobs[i], alone.steered.logprobs[0], atol=1e-4)
+
+
+def test_token_match_fires_on_generated_tokens(model):
+    prompt = PROMPTS[1]
+    base = iw.steer(model, iw.Steer(direction(model), 0.0, site="resid_post.1")).generate(
+        prompt, max_new_tokens=6)
+    in_prompt = {t.strip() for t in model.to_str_tokens(prompt)}
+    gen = base.baseline.str_tokens[0]
+    k = next(i for i, t in enumerate(gen[:-1]) if t.strip() and t.strip() not in in_prompt
+             and all(g.strip() != t.strip() for g in gen[:i]))
+    s = iw.steer(model, iw.Steer(direction(model), 30.0, site="resid_post.1",
+                                 positions={"token": gen[k].strip()}))
+    r = s.generate(prompt, max_new_tokens=6)
+    # nothing to match in the prompt or before token k: identical up to and including it
+    assert r.steered.tokens[0][: k + 1] == r.baseline.tokens[0][: k + 1]
+    assert torch.allclose(r.steered.logprobs[0][: k + 1], r.baseline.logprobs[0][: k + 1], atol=1e-5)
+    # once token k is the input, its position is steered: the next distribution moves
+    assert float(r.kl[0][k + 1]) > 1e-3
