@@ -87,6 +87,7 @@ def run(quick: bool) -> list[dict]:
         co, cb = (statistics.median(v[1:]) for v in (cpu["ours"], cpu["baseline"]))
         r.update(ours_cpu_median_s=co, baseline_cpu_median_s=cb, cpu_throughput_ratio=cb / co,
                  torch_threads=torch.get_num_threads())
+        r["notes"] += f"; CPU-time throughput x{cb / co:.2f}"
         results.append(r)
     results[0]["target"] = ">= 0.9x tokens/s"
     results[0]["ok"] = results[0]["throughput_ratio"] >= 0.9
