@@ -504,3 +504,14 @@ def test_token_match_fires_on_generated_tokens(model):
     assert torch.allclose(r.steered.logprobs[0][: k + 1], r.baseline.logprobs[0][: k + 1], atol=1e-5)
     # once token k is the input, its position is steered: the next distribution moves
     assert float(r.kl[0][k + 1]) > 1e-3
+
+
+def test_bfloat16_model_with_sampling():
+    m = iw.load_model("tiny-llama", dtype=torch.bfloat16)
+    sae = iw.SAE.random(d_in=m.d_model, n_features=32, site="resid_post.1")
+    s = iw.steer(m, [iw.Steer(direction(m), 5.0, site="resid_post.1"),
+                     iw.Steer(sae[2], 2.0, mode="clamp")])
+    r = s.generate(PROMPTS, max_new_tokens=5, temperature=0.8, seed=3)
+    assert r.steered.tokens != r.baseline.tokens and r.mean_kl > 0
+    greedy = s.generate(PROMPTS, max_new_tokens=5)
+    assert list(greedy.baseline.text) == m.generate(PROMPTS, max_new_tokens=5)

@@ -483,9 +483,10 @@ class StepRunner:
             n_groups = int(self.groups.max()) + 1
             u = torch.rand(n_groups, raw.shape[-1], generator=g).clamp_(1e-10, 1 - 1e-7)
             noisy = raw / self.temperature - torch.log(-torch.log(u)).to(raw.device)[self.groups]
-            chosen = noisy.argmax(-1)
             new = lg.clone()
             new[:, -1] = noisy.to(lg.dtype)
+            # argmax of what generate will see (after a cast to the model's dtype, e.g. bf16)
+            chosen = new[:, -1].float().argmax(-1)
             model.write(Site("logits"), new)
         else:
             chosen = raw.argmax(-1)
