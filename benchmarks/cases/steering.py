@@ -1,6 +1,6 @@
 """Steered generation vs plain ``transformers`` ``generate`` (SmolLM2, greedy).
 
-Cases (32 new tokens full, 8 quick; one prompt):
+Cases (32 new tokens full, 4 quick; one prompt):
 - one arm: ``steer(model, spec).generate(..., baseline=False, score=False)`` (steering at
   ``resid_post.12`` through nnsight, per-step log-probs recorded) vs ``model.hf.generate`` with
   the same settings. Target: >= 0.9x the tokens/s of plain generate.
@@ -54,8 +54,8 @@ def run(quick: bool) -> list[dict]:
     import interp_widgets as iw
 
     model = iw.load_model()
-    n = 8 if quick else 32
-    repeats = 2 if quick else 7
+    n = 4 if quick else 32
+    repeats = 1 if quick else 7
     g = torch.Generator().manual_seed(0)
     direction = torch.randn(model.d_model, generator=g)
     baseline, n_prompt = _plain(model, n)
