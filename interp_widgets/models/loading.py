@@ -162,8 +162,8 @@ def _load_gguf(dtype: Any) -> tuple[Any, Any]:
 def _build_default_cache(target: Path) -> tuple[Any, Any]:
     """Convert the GGUF once into a float32 safetensors folder (atomic: temp dir + rename).
 
-    Returns the freshly loaded ``(hf_model, tokenizer)`` so the first load does not read the
-    cache straight back. Interrupting it (KeyboardInterrupt) leaves no partial cache behind.
+    Returns the GGUF-loaded ``(hf_model, tokenizer)`` it converted. Interrupting it
+    (KeyboardInterrupt) leaves no partial cache behind.
     """
     import torch
 
@@ -241,7 +241,9 @@ def load_default_hf(*, use_cache: bool = True, dtype: Any = None) -> tuple[Any, 
         _validate_default_cache(path)
     except CacheError:
         hf, tok = _build_default_cache(path)
-        return (hf if hf.dtype == dtype else hf.to(dtype)), tok
+        # Read the fresh cache back (~1 s) so the first load is the same object as every later
+        # one (the GGUF-loaded model carries a GGUF quantization_config in its config).
+        del hf, tok
     hf = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype)
     tok = AutoTokenizer.from_pretrained(str(path))
     return hf, tok

@@ -132,7 +132,7 @@ def test_interrupted_build_leaves_nothing_behind(cache_env, monkeypatch):
 
 
 @pytest.mark.timeout(300)
-def test_corrupt_cache_is_rebuilt_and_equals_the_gguf_load_bitwise(pristine, cache_env, smollm):
+def test_corrupt_cache_is_rebuilt_and_equals_the_gguf_load_bitwise(pristine, cache_env, smollm, monkeypatch):
     """The one real rebuild of the suite (~20 s): flip a byte, load, get the GGUF weights back."""
     _view(pristine, cache_env, copy=[MODEL_FILE])
     f = cache_env / MODEL_FILE
@@ -140,8 +140,19 @@ def test_corrupt_cache_is_rebuilt_and_equals_the_gguf_load_bitwise(pristine, cac
         fh.seek(f.stat().st_size - 5)
         fh.write(b"\x7f")
     assert loading.cache_state()["state"] == "corrupt"
-    hf, tok = loading.load_default_hf()  # rebuild: converts the GGUF and returns that model
+    built_from_gguf = []
+    real_build = loading._build_default_cache
+
+    def spy(target):
+        built_from_gguf.append(real_build(target))
+        return built_from_gguf[-1]
+
+    monkeypatch.setattr(loading, "_build_default_cache", spy)
+    hf_cached, _ = loading.load_default_hf()  # detects the damage, rebuilds, loads the cache
+    assert len(built_from_gguf) == 1, "a corrupt cache must be rebuilt"
+    hf, tok = built_from_gguf[0]
     assert loading.cache_state()["state"] == "ok"
+    assert getattr(hf_cached.config, "quantization_config", None) is None
     # the rebuilt file is byte-for-byte the user's cache file (deterministic conversion) ...
     built = json.loads((cache_env / "manifest.json").read_text())["files"][MODEL_FILE]
     ref = json.loads((pristine / "manifest.json").read_text())["files"][MODEL_FILE]
@@ -150,7 +161,9 @@ def test_corrupt_cache_is_rebuilt_and_equals_the_gguf_load_bitwise(pristine, cac
     cached = smollm.hf.state_dict()
     fresh = hf.state_dict()
     assert set(fresh) == set(cached)
+    rebuilt = hf_cached.state_dict()
     for k, v in fresh.items():
         assert v.dtype == cached[k].dtype == torch.float32, k
         assert torch.equal(v, cached[k]), k
+        assert torch.equal(rebuilt[k], cached[k]), k
     assert tok("The Eiffel Tower")["input_ids"] == smollm.tokenizer("The Eiffel Tower")["input_ids"]
