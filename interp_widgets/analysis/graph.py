@@ -491,10 +491,12 @@ class AttributionGraph:
         each target logit with what the graph's edges predict.
 
         Returns a DataFrame: ``token, node_id, real_change, predicted_change, predicted_direct,
-        logit_before, logit_after, prob_before, prob_after`` (logits demeaned over the vocabulary,
-        as the graph's targets). ``predicted_change`` propagates through the graph's feature nodes
-        (each feature's activation follows its pre-activation with its ``slope``);
-        ``predicted_direct`` uses only the direct edges into the logits. A graph loaded from a
+        real_change_frozen_norm, logit_before, logit_after, prob_before, prob_after`` (logits
+        demeaned over the vocabulary, as the graph's targets). ``predicted_change`` propagates
+        through the graph's feature nodes (each feature's activation follows its pre-activation
+        with its ``slope``); ``predicted_direct`` uses only the direct edges into the logits.
+        ``real_change_frozen_norm``: the real model with the final norm's scale kept at its clean
+        value (the graph freezes it; a large ablation otherwise rescales every logit). A graph loaded from a
         file needs ``model`` and ``transcoders`` to rebuild its error vectors.
 
             >>> g2 = graph.group(graph.top(5)["node_id"], "top5")
@@ -535,7 +537,8 @@ class AttributionGraph:
             else:
                 vec, key = prep.real.resid_pre[0, p], ("resid_pre", 0)
             deltas.setdefault(key, torch.zeros(P, d))[p] += delta[i] * vec
-        clean, patched = run_with_deltas(prep.model, prep.input_ids, deltas)
+        clean, patched, frozen = run_with_deltas(prep.model, prep.input_ids, deltas,
+                                                 final_norm=prep.lin.ln_final)
         # the graph's prediction, propagated in layer order through feature nodes
         A = self.adjacency.tocsr()
         kind = nodes["kind"].to_numpy()
@@ -559,6 +562,7 @@ class AttributionGraph:
                 "real_change": after - before,
                 "predicted_change": float(row.data @ rel[row.indices]),
                 "predicted_direct": float(row.data @ delta[row.indices]),
+                "real_change_frozen_norm": float(frozen[tid] - frozen.mean()) - before,
                 "logit_before": before, "logit_after": after,
                 "prob_before": float(torch.softmax(clean.double(), -1)[tid]),
                 "prob_after": float(torch.softmax(patched.double(), -1)[tid]),

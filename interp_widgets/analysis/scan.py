@@ -184,7 +184,7 @@ class FeatureIndex:
         return {"top_seq": self.top_seq.to(torch.int32), "top_pos": self.top_pos.to(torch.int16),
                 "top_act": self.top_act.to(torch.float32), "top_window": self.top_window,
                 "hist_counts": self.hist_counts.to(torch.int32), "max_act": self.max_act.to(torch.float32),
-                "fired": self.fired.to(torch.int64), "act_sum": self.act_sum.to(torch.float64)}
+                "fired": self.fired.to(torch.int32), "act_sum": self.act_sum.to(torch.float32)}
 
     def _header(self) -> dict[str, Any]:
         return {"format": "interp_widgets.feature_index", "version": 1, "name": self.name,
@@ -335,8 +335,8 @@ class _Accumulator:
         return FeatureIndex(name=name, site=site, n_features=n, n_tokens=n_tokens, tokens=tokens,
                             vocab=vocab, top_seq=self.top_seq.clone(), top_pos=self.top_pos.clone(),
                             top_act=self.top_act.clone(), top_window=window, hist_counts=counts,
-                            max_act=self.max_act.clone(), fired=self.fired.clone(),
-                            act_sum=self.act_sum.clone(), meta=meta)
+                            max_act=self.max_act.clone(), fired=self.fired.to(torch.int32),
+                            act_sum=self.act_sum.to(torch.float32), meta=meta)
 
 
 # ------------------------------------------------------------------------ the scan

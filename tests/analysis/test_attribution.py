@@ -386,3 +386,17 @@ def test_contributions_match_single_node_predictions(tiny_llama, llama_tc):
                                                                      rel=1e-9, abs=1e-12)
     with pytest.raises(GraphError, match="not a target"):
         g.contributions("zzz-not-a-token")
+
+
+def test_last_layer_ablation_is_exact_with_final_norm_frozen(tiny_llama, llama_tc):
+    """Between the last layer's MLP and the logits there is only the final norm: with its scale
+    frozen the real model must move exactly as the graph predicts."""
+    g = iw.attribute(tiny_llama, PROMPT, llama_tc, max_feature_nodes=10_000, progress=False)
+    n = g.nodes
+    last = n[(n["kind"] == "feature") & (n["layer"] == 3) & (n["position"] == n["position"].max())]
+    assert len(last) >= 3
+    out = g.group(list(last["node_id"][:5]), "last").intervene({"last": 0.0})
+    assert np.abs(out["predicted_change"]).max() > 1e-2
+    assert np.allclose(out["real_change_frozen_norm"], out["predicted_change"], rtol=1e-4, atol=1e-5)
+    # the free model also rescales through the final norm, so it differs
+    assert not np.allclose(out["real_change"], out["predicted_change"], rtol=1e-4, atol=1e-5)
