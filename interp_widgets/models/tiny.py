@@ -19,7 +19,7 @@ _TRAIN_TEXT = (
     "Hello world! def main(): return 42  # python code, numbers 0123456789 and symbols <>/=\"'"
 )
 
-TINY_FAMILIES = ("llama", "gpt2", "qwen2", "mistral", "gemma", "gemma2", "neox")
+TINY_FAMILIES = ("llama", "gpt2", "qwen2", "qwen3", "mistral", "gemma", "gemma2", "neox")
 
 
 @functools.lru_cache(maxsize=1)
@@ -74,6 +74,8 @@ def tiny_config(family: str, vocab_size: int) -> Any:
         return tf.LlamaConfig(**common_llama)
     if family == "qwen2":
         return tf.Qwen2Config(**common_llama)
+    if family == "qwen3":
+        return tf.Qwen3Config(**{**common_llama, "head_dim": 16})
     if family == "mistral":
         return tf.MistralConfig(**common_llama, sliding_window=None)
     if family == "gemma":

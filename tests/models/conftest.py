@@ -10,7 +10,7 @@ from interp_widgets.models.tiny import TINY_FAMILIES
 
 @pytest.fixture(params=TINY_FAMILIES)
 def tiny_any(request):
-    """Each tiny family in turn (llama, gpt2, qwen2, mistral, gemma, gemma2, neox)."""
+    """Each tiny family in turn (llama, gpt2, qwen2, qwen3, mistral, gemma, gemma2, neox)."""
     return tiny(request.param)
 
 
