@@ -64,6 +64,7 @@ def guarded(fn: F) -> F:
 
     @functools.wraps(fn)
     def wrapper(self: Panel, *args: Any, **kwargs: Any) -> Any:
+        before = self.error
         try:
             out = fn(self, *args, **kwargs)
         except KeyboardInterrupt:
@@ -76,6 +77,8 @@ def guarded(fn: F) -> F:
             self.error = error_message(e)
             self.busy = False
             return None
+        if before and self.error == before:
+            self.error = ""  # the stale error of an earlier input (a nested call's new error stays)
         return out
 
     return wrapper  # type: ignore[return-value]
@@ -183,6 +186,30 @@ class Panel(anywidget.AnyWidget):
 
     def _repr_keys(self) -> list[str]:
         return []
+
+    def set_state(self, sync_data: dict[str, Any]) -> None:
+        """A value from the browser that a trait refuses lands in ``error`` (and the browser is
+        put back to the kernel's values) instead of an exception in the kernel log."""
+        try:
+            super().set_state(sync_data)
+        except traitlets.TraitError as e:  # traitlets rolls the whole update back
+            self.error = str(e)
+            self.send_state([k for k in sync_data if k in self.keys])
+
+    def _handle_custom_msg(self, content: Any, buffers: Any) -> None:
+        """A malformed message from the browser is shown in the panel (ipywidgets would only
+        log the exception in the kernel and leave the panel silent)."""
+        for callback in list(self._msg_callbacks.callbacks):
+            try:
+                callback(self, content, buffers)
+            except Exception as e:  # noqa: BLE001 - a panel must survive anything its inputs cause
+                if isinstance(e, InterpWidgetsError):
+                    self.error = str(e)
+                else:
+                    log.warning("panel %s: %s", type(self).__name__, traceback.format_exc())
+                    self.error = (f"a message from the browser was not understood ({content!r}): "
+                                  f"{type(e).__name__}: {e}")
+                self.busy = False
 
     def __repr__(self) -> str:
         parts = [f"{k}={getattr(self, k)!r}" for k in self._repr_keys()]

@@ -233,6 +233,8 @@ class CircuitView(Panel):
     @traitlets.observe("node_threshold", "edge_threshold", "pinned")
     @guarded
     def _on_prune(self, change: dict[str, Any]) -> None:
+        for x in self.pinned:
+            self._node(x)  # an unknown pinned id is an error, not silently ignored
         self._update_visible()
 
     # ----------------------------------------------------------- selection

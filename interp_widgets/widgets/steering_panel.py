@@ -181,11 +181,17 @@ class SteeringPanel(Panel):
         for r in self.rows:
             if not r.get("enabled", True):
                 continue
+            if r.get("id") not in self._targets:
+                raise SteeringError(f"row {r.get('id')!r} is not one of this panel's rows: add targets with panel.add(...)")
             target, site = self._targets[r["id"]]
             mode = r["mode"]
             if mode not in MODES:
                 raise SteeringError(f"mode {mode!r}: choose one of {', '.join(MODES)}")
-            strength = None if mode == "ablate" else float(r["strength"])
+            try:
+                strength = None if mode == "ablate" else float(r["strength"])
+            except (TypeError, ValueError):
+                raise SteeringError(f"strength {r['strength']!r} of {r['label']!r} is not a number: "
+                                    f"type a number such as 8 or -4") from None
             if strength is not None and not math.isfinite(strength):
                 raise SteeringError(f"strength {r['strength']!r} of {r['label']!r} is not a finite number")
             kw: dict[str, Any] = {"mode": mode, "positions": _positions(r.get("positions", "all"))}
