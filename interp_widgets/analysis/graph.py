@@ -38,9 +38,9 @@ FEATURE_TYPES = {
 }
 NODE_COLUMNS = ("node_id", "kind", "layer", "position", "feature", "activation", "influence",
                 "cumulative_influence", "label", "token", "token_id", "probability", "value",
-                "bias", "dropped", "slope", "norm")
+                "bias", "dropped", "dropped_abs", "slope", "norm")
 _FLOAT_COLS = ("activation", "influence", "cumulative_influence", "probability", "value", "bias",
-               "dropped", "slope", "norm")
+               "dropped", "dropped_abs", "slope", "norm")
 _INT_COLS = ("layer", "position", "feature", "token_id")
 _STR_COLS = ("node_id", "kind", "label", "token")
 BINARY_FORMAT = 1
@@ -63,20 +63,26 @@ def logit_id(n_layers: int, token_id: int, pos: int) -> str:
 
 
 # ----------------------------------------------------------------------------- pure functions
-def normalized_abs(adjacency: Any) -> Any:
-    """``|A|`` with each row scaled to sum 1 (rows without inputs stay zero)."""
+def normalized_abs(adjacency: Any, extra: np.ndarray | None = None) -> Any:
+    """``|A|`` with each row scaled to sum 1 (rows without inputs stay zero).
+
+    ``extra [n]``: additional absolute input mass per row that is not in the matrix (what
+    left-out features sent); rows are then scaled by ``sum |A| + extra``.
+    """
     import scipy.sparse as sp
 
     A = abs(sp.csr_matrix(adjacency, dtype=np.float64))
     sums = np.asarray(A.sum(1)).ravel()
+    if extra is not None:
+        sums = sums + np.nan_to_num(np.asarray(extra, dtype=np.float64))
     inv = np.divide(1.0, sums, out=np.zeros_like(sums), where=sums > 1e-30)
     return sp.diags(inv) @ A
 
 
-def influence(adjacency: Any, weights: np.ndarray) -> np.ndarray:
-    """``weights @ ((I - A_n)^-1 - I)`` for ``A_n = normalized_abs(adjacency)``: every node's
-    total influence on the weighted targets, summed over paths of every length."""
-    A = normalized_abs(adjacency).T.tocsr()
+def influence(adjacency: Any, weights: np.ndarray, extra: np.ndarray | None = None) -> np.ndarray:
+    """``weights @ ((I - A_n)^-1 - I)`` for ``A_n = normalized_abs(adjacency, extra)``: every
+    node's total influence on the weighted targets, summed over paths of every length."""
+    A = normalized_abs(adjacency, extra).T.tocsr()
     x = np.asarray(weights, dtype=np.float64)
     total = np.zeros_like(x)
     for _ in range(A.shape[0] + 1):
@@ -183,7 +189,8 @@ class AttributionGraph:
     activation, influence (on the probability-weighted logits), cumulative_influence, label,
     token, token_id, probability (logits), value / bias / dropped (targets: value = sum of the
     incoming edges + bias + dropped, where dropped is what active features left out of the
-    graph contribute), slope (d activation / d value), norm (of the node's write vector)``.
+    graph contribute; dropped_abs the sum of those edges' sizes), slope (d activation / d
+    value), norm (of the node's write vector)``.
     ``adjacency``: ``scipy.sparse.csr_matrix [n_nodes, n_nodes]``, row = target, column =
     source. ``supernodes`` (name -> node ids), ``pinned`` (node ids) and ``labels`` (node id ->
     text) are plain Python objects the circuit widget edits in place.
@@ -407,23 +414,35 @@ class AttributionGraph:
         return self._with(supernodes=groups)
 
     # ------------------------------------------------------------------ scores
-    def scores(self) -> dict[str, float]:
+    def scores(self, *, count_dropped: bool = True) -> dict[str, float]:
         """``{"replacement", "completeness"}`` as in the Circuit Tracing paper.
 
         replacement: share of the end-to-end influence of embeddings and errors on the logits
         that starts at embeddings (flows through features, not errors). completeness: the
         influence-weighted share of every node's normalized inputs that come from non-error
-        nodes.
+        nodes. ``count_dropped``: the input from active features left out of the graph
+        (``max_feature_nodes``; column ``dropped_abs``) counts as unexplained, like an error
+        (``False``: ignore it, as circuit-tracer does).
+
+            >>> graph.scores()                    # {'replacement': 0.61, 'completeness': 0.83}
         """
         kind = self.nodes["kind"].to_numpy()
         w = self.logit_weights()
-        An = normalized_abs(self.adjacency)
-        infl = influence(self.adjacency, w)
-        tok = infl[kind == "embedding"].sum()
-        err = infl[kind == "error"].sum()
-        replacement = float(tok / (tok + err)) if tok + err > 0 else float("nan")
-        err_share = np.asarray(An[:, np.nonzero(kind == "error")[0]].sum(1)).ravel()
+        extra = None
+        if count_dropped and "dropped_abs" in self.nodes:
+            extra = np.nan_to_num(self.nodes["dropped_abs"].to_numpy(dtype=np.float64))
+        A = abs(sp_csr(self.adjacency))
+        sums = np.asarray(A.sum(1)).ravel() + (extra if extra is not None else 0.0)
+        dropped_share = np.divide(extra, sums, out=np.zeros_like(sums), where=sums > 1e-30) \
+            if extra is not None else np.zeros(len(kind))
+        An = normalized_abs(self.adjacency, extra)
+        infl = influence(self.adjacency, w, extra)
         weight = infl + w
+        tok = infl[kind == "embedding"].sum()
+        # left-out features act as one more error source for each row they fed
+        err = infl[kind == "error"].sum() + float((weight * dropped_share).sum())
+        replacement = float(tok / (tok + err)) if tok + err > 0 else float("nan")
+        err_share = np.asarray(An[:, np.nonzero(kind == "error")[0]].sum(1)).ravel() + dropped_share
         completeness = float(((1 - err_share) * weight).sum() / weight.sum()) if weight.sum() > 0 else float("nan")
         return {"replacement": replacement, "completeness": completeness}
 
@@ -728,6 +747,12 @@ class AttributionGraph:
                          metadata=meta.get("metadata") or {}, supernodes=meta.get("supernodes"),
                          pinned=meta.get("pinned") or [], labels=meta.get("labels"),
                          compute_influence=False)
+
+
+def sp_csr(x: Any) -> Any:
+    import scipy.sparse as sp
+
+    return sp.csr_matrix(x, dtype=np.float64)
 
 
 def _logit_weights(nodes: Any) -> np.ndarray:

@@ -182,18 +182,23 @@ def test_results_do_not_depend_on_batch_size(tiny_llama, llama_tc):
 @pytest.mark.parametrize("name", ["tiny-llama", "tiny-gpt2"])
 def test_neuron_basis_has_zero_errors_and_replacement_score_one(name):
     model = iw.load_model(name)
-    g = iw.attribute(model, PROMPT, "neurons", max_feature_nodes=200, dtype=torch.float64,
-                     progress=False)
+    # every neuron is a node (short prompt): the graph is the whole exact replacement model
+    g = iw.attribute(model, "Hello world", "neurons", max_feature_nodes=100_000,
+                     dtype=torch.float64, progress=False)
     prep = g._context
+    assert (g.nodes["kind"] == "feature").sum() == len(prep.active)
     err = prep.errors.norm(dim=-1)
     mlp = prep.real.mlp_out.norm(dim=-1)
     assert float((err / mlp).max()) < 1e-5
     s = g.scores()
     assert s["replacement"] == pytest.approx(1.0, abs=1e-5)
     assert s["completeness"] == pytest.approx(1.0, abs=1e-5)
-    # and the neuron graph conserves like any other
     resid, scale, _ = _conservation(g)
     assert np.all(np.abs(resid) <= 1e-4 * scale + 1e-6)
+    # capped: the left-out neurons count as unexplained (unless asked to ignore them)
+    capped = iw.attribute(model, "Hello world", "neurons", max_feature_nodes=20, progress=False)
+    assert capped.scores()["replacement"] < 0.99
+    assert capped.scores(count_dropped=False)["replacement"] == pytest.approx(1.0, abs=1e-5)
 
 
 def test_random_transcoders_are_not_exact(full_graph):

@@ -118,6 +118,19 @@ def test_scores_on_hand_built_graph():
     assert s["completeness"] == pytest.approx(2.5 / 2.75)
 
 
+def test_scores_count_dropped_input_as_unexplained():
+    A = np.zeros((4, 4))
+    A[1, 0], A[3, 1], A[3, 2] = 2.0, 3.0, -1.0
+    g = hand_graph(A, ["embedding", "feature", "error", "logit"], {3: 1.0})
+    g.nodes["dropped_abs"] = [np.nan, 2.0, np.nan, 0.0]  # the feature lost half its input
+    # feature row: 2 of 4 from the embedding; influence: f 0.75, e 0.375, r 0.25, dropped 0.375
+    s = g.scores()
+    assert s["replacement"] == pytest.approx(0.375 / (0.375 + 0.25 + 0.375))
+    # non-error input shares weighted by influence + logit weight: e 1, f 0.5, r 1, logit 0.75
+    assert s["completeness"] == pytest.approx((0.375 + 0.75 * 0.5 + 0.25 + 0.75) / 2.375)
+    assert g.scores(count_dropped=False)["replacement"] == pytest.approx(0.75)
+
+
 def test_cumulative_scores():
     c = cumulative_scores(np.array([1.0, 3.0, 0.0, 6.0]))
     assert np.allclose(c, [1.0, 0.9, 1.0, 0.6])

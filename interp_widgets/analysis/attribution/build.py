@@ -558,6 +558,7 @@ def assemble(prep: Prepared, engine: EdgeEngine, rows: Tensor, selected: Tensor,
     block = rows[target_rows][:, src_cols]
     # what the graph leaves out: edges from active features that are not nodes
     dropped = rows[target_rows].double().sum(1) - block.double().sum(1)
+    dropped_abs = rows[target_rows].double().abs().sum(1) - block.double().abs().sum(1)
     tgt_nodes = np.concatenate([np.arange(n_f), np.arange(n_src, n_nodes)])
     dense = block.numpy()
     r, c = np.nonzero(dense)
@@ -584,20 +585,22 @@ def assemble(prep: Prepared, engine: EdgeEngine, rows: Tensor, selected: Tensor,
                          position=pos, feature=feat, activation=float(fa[i]),
                          label=prep.reps[layer].label(feat), token="", token_id=-1,
                          probability=nan, value=float(f_val[i]), bias=float(f_bias[i]),
-                         dropped=float(dropped[i]), slope=float(slopes[i]), norm=float(norms[i])))
+                         dropped=float(dropped[i]), dropped_abs=float(dropped_abs[i]),
+                         slope=float(slopes[i]), norm=float(norms[i])))
     err_norm = prep.errors.norm(dim=-1)
     for layer in range(L):
         for pos in range(P):
             recs.append(dict(node_id=error_id(layer, pos), kind="error", layer=layer, position=pos,
                              feature=-1, activation=nan, label=f"error L{layer}", token="",
                              token_id=-1, probability=nan, value=nan, bias=nan, dropped=nan,
-                             slope=nan, norm=float(err_norm[layer, pos])))
+                             dropped_abs=nan, slope=nan, norm=float(err_norm[layer, pos])))
     emb_norm = prep.real.resid_pre[0].norm(dim=-1)
     for pos in range(P):
         recs.append(dict(node_id=embedding_id(ids[pos], pos), kind="embedding", layer=-1,
                          position=pos, feature=-1, activation=nan, label=f"Emb: {toks[pos]!r}",
                          token=toks[pos], token_id=ids[pos], probability=nan, value=nan,
-                         bias=nan, dropped=nan, slope=nan, norm=float(emb_norm[pos])))
+                         bias=nan, dropped=nan, dropped_abs=nan, slope=nan,
+                         norm=float(emb_norm[pos])))
     tok = prep.model.tokenizer
     for j in range(n_log):
         tid = int(prep.logit_ids[j])
@@ -606,8 +609,8 @@ def assemble(prep: Prepared, engine: EdgeEngine, rows: Tensor, selected: Tensor,
         recs.append(dict(node_id=logit_id(L, tid, P - 1), kind="logit", layer=L, position=P - 1,
                          feature=-1, activation=nan, label=f'Output "{s}" (p={p:.3f})', token=s,
                          token_id=tid, probability=p, value=float(prep.logit_values[j]),
-                         bias=float(l_bias[j]), dropped=float(dropped[n_f + j]), slope=nan,
-                         norm=nan))
+                         bias=float(l_bias[j]), dropped=float(dropped[n_f + j]),
+                         dropped_abs=float(dropped_abs[n_f + j]), slope=nan, norm=nan))
     nodes = pd.DataFrame.from_records(recs)
     meta = {
         "model": prep.model.name,
