@@ -168,3 +168,19 @@ def test_remote_hub_id_builds_a_weightless_model(fake_ndif, tmp_path, tiny_llama
     assert lines[-2] == "meta fake-org/tiny-llama 4 64 resid_post.3"
     assert lines[-1] == str(tiny_llama.tokenize("Hello world").input_ids.tolist())
     assert not any(Path(snap).glob("*.safetensors"))
+
+
+@pytest.mark.timeout(30)
+def test_remote_true_with_a_silent_host_times_out_instead_of_hanging(monkeypatch):
+    """A host that accepts connections but never answers: RemoteError after IW_NDIF_TIMEOUT."""
+    import socket
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()  # the kernel completes the handshake; nobody ever reads or replies
+        monkeypatch.setenv("NDIF_API_KEY", "test-key")
+        monkeypatch.setenv("NDIF_HOST", f"http://127.0.0.1:{silent.getsockname()[1]}")
+        monkeypatch.setenv("IW_NDIF_TIMEOUT", "1")
+        monkeypatch.setattr(model_module, "_REMOTE_OK", {})
+        with pytest.raises(RemoteError, match=r"unreachable .*waited at most 1 s"):
+            iw.load_model("tiny-llama", remote=True)
