@@ -241,7 +241,7 @@ def _estimate(prep: Prepared, max_feature_nodes: int, batch_size: int, dtype: to
         kmax = int(nz.max()) if nz.numel() else 0
         if kmax * 4 <= prep.reps[layer].n_features:
             sparse_w += P * kmax * d * item
-    ranking = n_rows * n_cols * item if n_sel < n_act else 0  # |A| normalized copy per round
+    ranking = 64 * n_cols * item * 2 if n_sel < n_act else 0  # |A| of one chunk of rows
     breakdown = {
         "edge rows": n_rows * n_cols * item,
         "ranking copy": ranking,

@@ -167,21 +167,29 @@ class EdgeEngine:
         return result
 
 
-def partial_influence(rows: Tensor, logit_probs: Tensor, row_col: Tensor, max_iter: int) -> Tensor:
+def partial_influence(rows: Tensor, logit_probs: Tensor, row_col: Tensor, max_iter: int,
+                      chunk: int = 64) -> Tensor:
     """Influence of every column on the weighted logits, from the rows computed so far.
 
     ``rows [R, C]`` (logit rows first, ``len(logit_probs)`` of them), ``row_col[r]``: the column
     of the node that row ``r`` attributes (``-1`` for logits). Normalized ``|A|`` rows, summed
-    over paths of every length (``w A + w A^2 + ...``).
+    over paths of every length (``w A + w A^2 + ...``). Works on chunks of rows so no copy of
+    the (possibly large) row matrix is made.
     """
-    A = rows.abs()
-    A = A / A.sum(1, keepdim=True).clamp_min(1e-10)
-    w = torch.zeros(rows.shape[0], dtype=A.dtype)
-    w[: len(logit_probs)] = logit_probs.to(A.dtype)
+    R, C = rows.shape
+    sums = torch.empty(R, dtype=rows.dtype)
+    for i in range(0, R, chunk):
+        sums[i:i + chunk] = rows[i:i + chunk].abs().sum(1)
+    inv = 1.0 / sums.clamp_min(1e-10)
+    w = torch.zeros(R, dtype=rows.dtype)
+    w[: len(logit_probs)] = logit_probs.to(rows.dtype)
     is_feat = row_col >= 0
-    infl = torch.zeros(rows.shape[1], dtype=A.dtype)
+    infl = torch.zeros(C, dtype=rows.dtype)
     for _ in range(max_iter):
-        c = w @ A
+        scaled = w * inv
+        c = torch.zeros(C, dtype=rows.dtype)
+        for i in torch.nonzero(scaled, as_tuple=True)[0].split(chunk):
+            c += scaled[i] @ rows[i].abs()
         if not bool(c.any()):
             break
         infl += c
