@@ -304,6 +304,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     build, pack = Path(args.build_dir), Path(args.out)
     build.mkdir(parents=True, exist_ok=True)
+    # every invocation is recorded: a resumed build shows which command did which stage
+    with open(build / "commands.txt", "a", encoding="utf-8") as fh:
+        fh.write(f"{datetime.now(timezone.utc).isoformat(timespec='seconds')} {' '.join(sys.argv)}\n")
     timings: dict[str, float] = {}
     t_start = time.time()
     log(f"build: budget {args.budget_minutes} min, model {args.model or 'default'}, out {pack}")
@@ -405,8 +408,10 @@ def main() -> None:
         "model": model.name,
         "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch_threads": args.threads,
-                    "torch": torch.__version__},
+                    "torch": torch.__version__, "load_average_at_end": list(os.getloadavg()),
+                    "note": "a 2-core machine shared with other jobs; the build ran under nice -n 5"},
         "command": " ".join(sys.argv),
+        "commands": (build / "commands.txt").read_text(encoding="utf-8").splitlines(),
         "corpus": {"sources": list(corpus.sources), "held_out": "every 20th document",
                    "scan_tokens": args.scan_tokens},
         "index": {"top_k": args.top_k, "window": args.window, "tokens": args.scan_tokens,
@@ -415,6 +420,7 @@ def main() -> None:
                        "ce_batches_all_transcoders": args.ce_all_batches, "batch": "8 x 128"},
         "training": {"tokens_seen": trained["tokens"], "steps": trained["steps"],
                      "seconds": round(trained["seconds"], 1), "stopped_by": trained["stopped_by"],
+                     "tokens_per_s": round(trained["tokens"] / max(trained["seconds"], 1e-9), 1),
                      "architecture": "topk", "k": args.k, "transcoder_width": args.tc_width,
                      "sae_width": args.sae_width, "sae_layers": sae_layers, "lr": args.lr,
                      "batch": f"{8} x {128} tokens, position 0 dropped", "seed": args.seed,
@@ -480,7 +486,9 @@ Built by `scripts/build_starter_pack.py` on {m['built_at']} ({m['machine']['cpus
 torch {m['machine']['torch']}). Every number below comes from `metrics.json`, which the script
 writes; nothing here is edited by hand.
 
-Command: `{m['command']}`
+Commands (in order; a resumed build skips the stages already done):
+
+{chr(10).join(f"    {c}" for c in m['commands'])}
 
 ## Contents
 
@@ -498,7 +506,9 @@ Command: `{m['command']}`
 ## Training
 
 - Tokens seen: **{tr['tokens_seen']:,}** ({tr['steps']} steps, {tr['seconds'] / 60:.1f} min,
-  stopped by {tr['stopped_by']}), all dictionaries fed from the same forward passes.
+  {tr['tokens_per_s']} tokens/s, stopped by {tr['stopped_by']}), all dictionaries fed from the
+  same forward passes. Machine: {m['machine']['note']} (load average at the end
+  {', '.join(f'{x:.1f}' for x in m['machine']['load_average_at_end'])}).
 - {tr['batch']}; Adam lr {tr['lr']} with warmup and linear decay; unit-norm decoder rows;
   {tr['aux_loss']}; inputs scaled to mean squared norm d_model (folded into the weights).
 - Position 0 (SmolLM2's attention sink) is excluded from training, statistics and splicing.
