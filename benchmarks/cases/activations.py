@@ -95,9 +95,16 @@ def run(quick: bool) -> list[dict]:
     model = iw.load_model()
     cases = [("resid_post.12", 1)] if quick else [("resid_post.12", 1), ("resid_post.29", 1),
                                                    ("resid_post.12", 8)]
-    results = [_case(model, site, n, repeats=2 if quick else 5) for site, n in cases]
-    for r in results:
-        r["machine"] = machine()
+    # one torch thread for both sides: on a shared 2-core machine two threads per process thrash
+    # under load and turn a 0.2 s forward into 10-40 s of noise; the ratio is what we report
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        results = [_case(model, site, n, repeats=2 if quick else 5) for site, n in cases]
+        for r in results:
+            r["machine"] = machine()
+    finally:
+        torch.set_num_threads(threads)
     return results
 
 
