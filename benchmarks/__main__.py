@@ -74,11 +74,28 @@ def machine_text(m: dict[str, Any]) -> str:
     return text
 
 
+def _load_result_file(f: Path) -> dict[str, Any]:
+    """A results file as ``{"case", "date", "machine", "results"}``; also accepts a bare list of
+    result dicts (each may carry its own ``machine``), as a case's own ``__main__`` may write."""
+    try:
+        data = json.loads(f.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        return {"case": f.stem, "results": [{"name": f"unreadable {f.name}: {e}"}]}
+    if isinstance(data, list):
+        results = [r for r in data if isinstance(r, dict) and "name" in r]
+        m = next((r["machine"] for r in results if isinstance(r.get("machine"), dict)), {})
+        date = time.strftime("%Y-%m-%d", time.localtime(f.stat().st_mtime))
+        return {"case": f.stem, "date": date, "machine": m, "results": results}
+    if not isinstance(data, dict):
+        return {"case": f.stem, "results": [{"name": f"unexpected JSON in {f.name}"}]}
+    return data
+
+
 def render_table(results_dir: Path = RESULTS) -> str:
     """A markdown table of every saved result, with a footnote per distinct machine."""
     rows, machines = [], []
     for f in sorted(results_dir.glob("*.json")):
-        data = json.loads(f.read_text())
+        data = _load_result_file(f)
         m = machine_text(data.get("machine", {}))
         if m not in machines:
             machines.append(m)

@@ -75,6 +75,13 @@ def test_table_is_rebuilt_from_saved_results(tmp_path):
     assert "[1] 2 CPUs (x86_64)" in text and "[2] 16 CPUs" in text
     runner.update_readme(readme, results)  # idempotent
     assert readme.read_text() == text
+    # a bare list of result dicts (a case's own __main__ may save that) and broken files still render
+    (results / "c.json").write_text(json.dumps([{**r2, "name": "listed", "machine": {**m, "cpus": 4}}]))
+    (results / "d.json").write_text("{broken")
+    runner.update_readme(readme, results)
+    text = readme.read_text()
+    assert "| c | listed | 2.00 s |" in text and "4 CPUs" in text
+    assert "| d | unreadable d.json:" in text
 
 
 def test_saved_results_are_complete_json(tmp_path):
