@@ -258,8 +258,9 @@ def write_default_corpus(build: Path, recs: list[dict], seed: int) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     data = "".join(json.dumps({"text": r["text"], "source": r["source"]}, ensure_ascii=False) + "\n"
                    for r in take)
-    with gzip.open(target, "wt", encoding="utf-8", compresslevel=9) as fh:
-        fh.write(data)
+    # mtime=0: the same inputs give byte-identical output (no spurious git diffs on rebuilds)
+    with gzip.GzipFile(target, "wb", compresslevel=9, mtime=0) as fh:
+        fh.write(data.encode("utf-8"))
     atomic_write_json(target.with_name("sources.json"), [
         {"name": "python3.11-doc", "documents": sum(r["source"] == "python3.11-doc" for r in take),
          "licence": "PSF License Agreement", "origin": "Debian package python3.11-doc, HTML to text"},
