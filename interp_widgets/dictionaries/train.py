@@ -315,6 +315,10 @@ def train_dictionaries(model: Any, specs: Sequence[DictionarySpec], corpus: Corp
                        d_model: int | None = None) -> tuple[dict[str, SAE], TrainingReport]:
     """Train several TopK dictionaries at once from one stream of forward passes.
 
+        >>> specs = [DictionarySpec.transcoder(L, 1024, 32) for L in range(30)]
+        >>> specs.append(DictionarySpec.sae("resid_post.12", 1536, 32))
+        >>> dicts, report = train_dictionaries(model, specs, corpus, config=TrainConfig(budget_minutes=60))
+
     Returns ``({name: SAE or Transcoder}, report)``. With ``checkpoint_dir`` the run saves
     every ``config.checkpoint_every_s`` seconds and on Ctrl-C, and a later call with the same
     arguments resumes from there (the shuffle buffer refills first). Deterministic for a seed
