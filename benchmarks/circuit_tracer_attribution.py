@@ -1,0 +1,167 @@
+"""Our attribution beside circuit-tracer's, same model (SmolLM2), transcoders, prompt and settings.
+
+circuit-tracer 0.5.0 needs nnsight 0.7 and transformers 4.57, so it runs in its own venv (see
+/work/shared/NOTES.md); this script has three steps, each a separate process:
+
+    python -m benchmarks.circuit_tracer_attribution ours OUT       # our venv: transcoders + our graph
+    CT_PYTHON benchmarks/circuit_tracer_attribution.py ct OUT      # circuit-tracer's venv
+    python -m benchmarks.circuit_tracer_attribution compare OUT    # numbers and times side by side
+
+Transcoders: 30 random TopK transcoders (width 1024, k 32: the starter pack's shape), written
+to ``OUT/transcoders.safetensors`` in circuit-tracer's layout (``W_enc [d_tc, d_model]``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+PROMPT_TEXT = ("The Eiffel Tower is in the city of Paris, the capital of France, and it was built for "
+               "the World's Fair of 1889 by the company of Gustave Eiffel.")
+N_TOKENS, WIDTH, K, NODES, BATCH = 16, 1024, 32, 1024, 64
+
+
+def _threads() -> None:
+    import torch
+
+    if os.environ.get("IW_BENCH_THREADS"):
+        torch.set_num_threads(int(os.environ["IW_BENCH_THREADS"]))
+
+
+def ours(out: Path) -> None:
+    import torch
+    from safetensors.torch import save_file
+
+    import interp_widgets as iw
+    from interp_widgets.models.loading import default_cache_path
+
+    _threads()
+    out.mkdir(parents=True, exist_ok=True)
+    model = iw.load_model()
+    ids = model.tokenizer(PROMPT_TEXT)["input_ids"][:N_TOKENS]
+    prompt = model.tokenizer.decode(ids)
+    tcs = {L: iw.Transcoder.random(d_in=model.d_model, n_features=WIDTH, layer=L, architecture="topk",
+                                   k=K, seed=L, metadata={"model": model.name})
+           for L in range(model.n_layers)}
+    tensors = {}
+    for L, tc in tcs.items():
+        tensors[f"{L}.W_enc"] = tc.W_enc.detach().T.contiguous()
+        tensors[f"{L}.W_dec"] = tc.W_dec.detach().contiguous()
+        tensors[f"{L}.b_enc"] = tc.b_enc.detach().contiguous()
+        tensors[f"{L}.b_dec"] = tc.b_dec.detach().contiguous()
+    save_file(tensors, str(out / "transcoders.safetensors"))
+    kw = dict(max_feature_nodes=NODES, batch_size=BATCH, progress=False)
+    iw.attribute(model, prompt, tcs, **kw)  # warm-up
+    times, cpu = [], []
+    for _ in range(2):
+        t, c = time.perf_counter(), time.process_time()
+        graph = iw.attribute(model, prompt, tcs, **kw)
+        times.append(time.perf_counter() - t)
+        cpu.append(time.process_time() - c)
+    graph.save(out / "ours")
+    (out / "ours.json").write_text(json.dumps({
+        "prompt": prompt, "model_folder": str(default_cache_path()), "wall_s": times, "cpu_s": cpu,
+        "threads": torch.get_num_threads(), "load_avg": os.getloadavg(),
+    }))
+
+
+def ct(out: Path) -> None:
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from circuit_tracer import ReplacementModel, attribute
+    from circuit_tracer.transcoder.activation_functions import TopK
+    from circuit_tracer.transcoder.single_layer_transcoder import SingleLayerTranscoder, TranscoderSet
+
+    _threads()
+    meta = json.loads((out / "ours.json").read_text())
+    w = load_file(str(out / "transcoders.safetensors"))
+    n_layers = 1 + max(int(k.split(".")[0]) for k in w)
+    d_model = w["0.W_enc"].shape[1]
+    tcs = {}
+    for L in range(n_layers):
+        tc = SingleLayerTranscoder(d_model, WIDTH, TopK(K), L, device=torch.device("cpu"),
+                                   dtype=torch.float32)
+        with torch.no_grad():
+            for name in ("W_enc", "W_dec", "b_enc", "b_dec"):
+                getattr(tc, name).copy_(w[f"{L}.{name}"])
+        tcs[L] = tc
+    tset = TranscoderSet(tcs, feature_input_hook="mlp.hook_in", feature_output_hook="mlp.hook_out",
+                         scan="random-topk")
+    model = ReplacementModel.from_pretrained_and_transcoders(
+        meta["model_folder"], tset, backend="nnsight", device=torch.device("cpu"), dtype=torch.float32)
+    kw = dict(max_n_logits=10, desired_logit_prob=0.95, batch_size=BATCH, max_feature_nodes=NODES)
+    times, cpu = [], []
+    for _ in range(2):
+        t, c = time.perf_counter(), time.process_time()
+        g = attribute(meta["prompt"], model, **kw)
+        times.append(time.perf_counter() - t)
+        cpu.append(time.process_time() - c)
+    feats = g.active_features[g.selected_features]
+    save_file({"adjacency": g.adjacency_matrix.float().contiguous(), "features": feats.contiguous(),
+               "logit_ids": g.logit_token_ids.contiguous(), "input_ids": g.input_tokens.contiguous()},
+              str(out / "ct.safetensors"))
+    (out / "ct.json").write_text(json.dumps({"wall_s": times, "cpu_s": cpu,
+                                             "threads": torch.get_num_threads(),
+                                             "load_avg": os.getloadavg()}))
+
+
+def compare(out: Path) -> dict:
+    import numpy as np
+    from safetensors.torch import load_file
+
+    import interp_widgets as iw
+
+    g = iw.AttributionGraph.load(out / "ours")
+    c = load_file(str(out / "ct.safetensors"))
+    A_ct = c["adjacency"].numpy()
+    feats = c["features"].numpy()
+    n_f, P = len(feats), int(c["input_ids"].shape[0])
+    L = g.n_layers
+    # circuit-tracer's node order: features, errors (layer-major), tokens, logits
+    ct_ids = [f"{a}_{f}_{p}" for a, p, f in feats.tolist()]
+    ct_ids += [f"{a}_-1_{p}" for a in range(L) for p in range(P)]
+    ct_ids += [f"E_{t}_{p}" for p, t in enumerate(c["input_ids"].tolist())]
+    ct_ids += [f"{L + 1}_{t}_{P - 1}" for t in c["logit_ids"].tolist()]
+    ours_ids = list(g.nodes["node_id"])
+    shared = [i for i in ct_ids if i in set(ours_ids)]
+    kinds = dict(zip(g.nodes["node_id"], g.nodes["kind"]))
+    # compare edges between shared features / logits / embeddings (error vectors may differ if
+    # one side folds position-0 features into the error)
+    keep = [i for i in shared if kinds[i] in ("feature", "logit", "embedding")]
+    oi = g.index(keep)
+    ci = np.array([ct_ids.index(i) for i in keep])
+    a_ours = g.adjacency.toarray()[np.ix_(oi, oi)]
+    a_ct = A_ct[np.ix_(ci, ci)]
+    rel = float(np.abs(a_ours - a_ct).max() / max(np.abs(a_ct).max(), 1e-12))
+    mo, mc = json.loads((out / "ours.json").read_text()), json.loads((out / "ct.json").read_text())
+    n_feat_ours = int((g.nodes["kind"] == "feature").sum())
+    res = {
+        "name": f"attribute vs circuit-tracer 0.5.0, SmolLM2 {P} tokens, 30 random TopK transcoders "
+                f"(width {WIDTH}, k {K}), {NODES} feature nodes, batch {BATCH}",
+        "ours_wall_s": mo["wall_s"], "ours_cpu_s": mo["cpu_s"],
+        "circuit_tracer_wall_s": mc["wall_s"], "circuit_tracer_cpu_s": mc["cpu_s"],
+        "speedup_wall": min(mc["wall_s"]) / min(mo["wall_s"]),
+        "speedup_cpu": min(mc["cpu_s"]) / min(mo["cpu_s"]),
+        "shared_feature_nodes": sum(kinds[i] == "feature" for i in keep),
+        "feature_nodes": [n_feat_ours, n_f],
+        "same_logit_targets": sorted(c["logit_ids"].tolist()) == sorted(g.targets["token_id"].tolist()),
+        "max_rel_diff_shared_edges": rel,
+        "threads": [mo["threads"], mc["threads"]], "load_avg": [mo["load_avg"], mc["load_avg"]],
+    }
+    path = Path(__file__).resolve().parent / "results" / "attribution_circuit_tracer.json"
+    path.write_text(json.dumps(res, indent=1))
+    return res
+
+
+if __name__ == "__main__":
+    step, folder = sys.argv[1], Path(sys.argv[2])
+    if step == "ours":
+        ours(folder)
+    elif step == "ct":
+        ct(folder)
+    else:
+        print(json.dumps(compare(folder), indent=1))
