@@ -70,8 +70,10 @@ function shell(model, el, title) {
       onclick: () => { jsError = ""; if (model.get("error")) push(model, "error", ""); sync(); } }));
   const body = h("div", { class: "iw-body" });
   // data-lm-suppress-shortcuts: JupyterLab leaves keys inside the panel alone (sliders, arrows, Enter)
+  const staticNote = globalThis.__iwStatic ? h("span", { class: "iw-static-note", text: "static view (no kernel): recomputing is off" }) : null;
   const root = h("div", { class: "iw-panel", role: "region", "aria-label": title, "data-lm-suppress-shortcuts": "true" },
-    h("div", { class: "iw-head" }, titleEl, spinner), bar, errBox, body);
+    h("div", { class: "iw-head" }, titleEl, spinner, staticNote), bar, errBox, body);
+  root.iwGet = (name) => model.get(name);  // for tests and debugging: the browser-side state
   // the notebook's own keydown handlers (cell navigation) would swallow arrows meant for our controls
   root.addEventListener("keydown", (e) => e.stopPropagation());
   el.replaceChildren(root);

@@ -178,6 +178,10 @@ function renderCircuit({ model, el }) {
     const c = themeColors(el);
     bctx.setTransform(dpr, 0, 0, dpr, 0, 0);
     bctx.clearRect(0, 0, W, H);
+    // position 0 is an attention sink in most models (SmolLM2: residual norm ~24,000): shade it
+    { const [x0] = toScreen(L.left, 0), [x1] = toScreen(L.left + L.colW, 0);
+      bctx.fillStyle = c.border; bctx.globalAlpha = 0.12; bctx.fillRect(x0, 0, x1 - x0, H - L.bottom + 4); bctx.globalAlpha = 1;
+      bctx.fillStyle = c.fg2; bctx.font = "9px sans-serif"; bctx.textAlign = "center"; bctx.fillText("sink", (x0 + x1) / 2, 8); }
     // grid and axes (in screen space so text stays crisp)
     bctx.strokeStyle = c.border; bctx.globalAlpha = 0.35; bctx.lineWidth = 1;
     bctx.beginPath();
