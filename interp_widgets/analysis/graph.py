@@ -982,6 +982,8 @@ def _from_neuronpedia(data: Any, where: str) -> AttributionGraph:
         raise GraphError(f"{where}: qParams must be an object")
     if not isinstance(data["nodes"], list) or not isinstance(data["links"], list):
         raise GraphError(f"{where}: nodes and links must be arrays")
+    if not data["nodes"]:
+        raise GraphError(f"{where}: the graph has no nodes (an empty 'nodes' array); re-export it")
     ours = meta.get("interp_widgets") if isinstance(meta.get("interp_widgets"), Mapping) else {}
     for k, types, what in (("metadata", Mapping, "an object"), ("labels", Mapping, "an object of node id -> text"),
                            ("token_ids", list, "a list of token ids")):
@@ -989,7 +991,8 @@ def _from_neuronpedia(data: Any, where: str) -> AttributionGraph:
             raise GraphError(f"{where}: metadata.interp_widgets.{k} must be {what}, got {ours[k]!r}")
     if not all(_is(t, (int,)) for t in ours.get("token_ids") or []):
         raise GraphError(f"{where}: metadata.interp_widgets.token_ids must be a list of ints")
-    our_meta = dict(ours.get("metadata") or {})
+    our_meta = {k: v for k, v in dict(ours.get("metadata") or {}).items() if not (k == "n_layers" and v is None)}
+    _check_our_metadata(our_meta, where)
     n_layers = our_meta.get("n_layers")
     recs = []
     seen: set[str] = set()
@@ -1078,13 +1081,32 @@ def _from_neuronpedia(data: Any, where: str) -> AttributionGraph:
     our_meta.setdefault("scan", meta["scan"])
     our_meta.setdefault("slug", meta["slug"])
     if "pruning_settings" in meta and not our_meta.get("pruning"):
-        our_meta["pruning"] = dict(meta["pruning_settings"])
+        ps = meta["pruning_settings"]
+        if not isinstance(ps, Mapping) or not all(_num(ps.get(k)) is not None
+                                                  for k in ("node_threshold", "edge_threshold")):
+            raise GraphError(f"{where}: metadata.pruning_settings must be an object with numeric "
+                             f"node_threshold and edge_threshold, got {ps!r}")
+        our_meta["pruning"] = dict(ps)
     return AttributionGraph.build(prompt=meta["prompt"], str_tokens=toks, token_ids=token_ids,
                                   nodes=nodes, adjacency=adj, metadata=our_meta, supernodes=groups,
                                   pinned=pinned, labels=labels, compute_influence=False)
 
 
 _INT_LIMIT = 2 ** 31  # node integers travel to the browser as int32
+
+
+def _check_our_metadata(m: Mapping[str, Any], where: str) -> None:
+    """The fields of our metadata that later code relies on have the types it expects."""
+    n = m.get("n_layers")
+    if n is not None and not (_is(n, (int,)) and 0 < n < _INT_LIMIT):
+        raise GraphError(f"{where}: metadata.interp_widgets.metadata.n_layers must be a positive int, got {n!r}")
+    for k in ("pruning", "settings"):
+        if m.get(k) is not None and not isinstance(m[k], Mapping):
+            raise GraphError(f"{where}: metadata.interp_widgets.metadata.{k} must be an object, got {m[k]!r}")
+    pr = m.get("pruning")
+    if pr and not all(_num(pr.get(k)) is not None for k in ("node_threshold", "edge_threshold")):
+        raise GraphError(f"{where}: metadata.interp_widgets.metadata.pruning needs numeric node_threshold "
+                         f"and edge_threshold, got {dict(pr)!r}")
 
 
 def _node_record(nd: Mapping[str, Any], where: str, i: int, toks: list[str], n_layers: Any) -> dict[str, Any]:
