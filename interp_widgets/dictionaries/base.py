@@ -531,6 +531,7 @@ def load_ours(folder: str | Path) -> Any:
     for key in ("d_in", "n_features"):
         if not isinstance(cfg[key], int) or isinstance(cfg[key], bool) or cfg[key] <= 0:
             raise DictionaryError(f"{folder}/config.json: {key} must be a positive int, got {cfg[key]!r}")
+    _check_config_types(cfg, folder)
     wfile = folder / "weights.safetensors"
     if not wfile.is_file():
         for f in sorted(folder.iterdir()) if folder.is_dir() else []:
@@ -549,6 +550,30 @@ def load_ours(folder: str | Path) -> Any:
     load_state(d, weights, where=str(folder))
     d.path = folder
     return d
+
+
+_NUM = (int, float)
+#: optional config fields -> the JSON types they may hold (None is always allowed)
+_CONFIG_TYPES: dict[str, tuple[type, ...]] = {
+    "site": (str,), "out_site": (str,), "d_out": (int,), "architecture": (str,), "k": (int,),
+    "apply_b_dec_to_input": (bool,), "rescale_acts_by_decoder_norm": (bool,), "scaling_factor": _NUM,
+    "topk_relu": (bool,), "skip": (bool,), "metadata": (dict,), "name": (str,), "layer": (int,),
+}
+
+
+def _check_config_types(cfg: Mapping[str, Any], folder: Path) -> None:
+    """Every known field has its JSON type (a list where a number belongs is named, not a TypeError)."""
+    for key, types in _CONFIG_TYPES.items():
+        v = cfg.get(key)
+        if v is None:
+            continue
+        ok = isinstance(v, types) and (bool in types or not isinstance(v, bool))
+        if ok and isinstance(v, float):
+            ok = math.isfinite(v)
+        if not ok:
+            names = " or ".join("number" if t is float else {"str": "string", "dict": "object"}.get(t.__name__, t.__name__)
+                                for t in types if not (t is int and float in types))
+            raise DictionaryError(f"{folder}/config.json: {key} must be a {names} (or null), got {v!r}")
 
 
 def _check_shapes_before_building(cfg: Mapping[str, Any], weights: Mapping[str, Tensor], folder: Path) -> None:

@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..errors import DictionaryError, UnsafeFileError
+from ..errors import DictionaryError, InterpWidgetsError, UnsafeFileError
 from ..files import (
     PICKLE_SUFFIXES,
     atomic_save_safetensors,
@@ -288,11 +288,17 @@ def load_transcoders(path_or_name: str | Path, *, model: Any = None,
 def _load_path(path: Path) -> Any:
     fmt = detect_format(path)
     folder = path.parent if path.is_file() else path
-    if fmt == "interp_widgets":
-        return load_ours(folder)
-    if fmt == "saelens":
-        return load_saelens(folder)
-    return load_circuit_tracer(folder)
+    loader = {"interp_widgets": load_ours, "saelens": load_saelens}.get(fmt, load_circuit_tracer)
+    try:
+        return loader(folder)
+    except (TypeError, ValueError, KeyError, AttributeError, OverflowError) as e:
+        if isinstance(e, InterpWidgetsError):
+            raise
+        # a config value of a type or form no check above foresaw: still our error, naming the file
+        raise DictionaryError(
+            f"{folder}: the {fmt} config holds a value of the wrong type or form ({type(e).__name__}: {e}); "
+            f"compare it with a freshly saved one"
+        ) from e
 
 
 def check_against_model(d: Any, model: Any, *, check_name: bool = True) -> None:
@@ -319,6 +325,16 @@ _SAELENS_ARCH = {
     "transcoder": ("transcoder", "relu"),
     "skip_transcoder": ("transcoder", "relu"),
     "jumprelu_transcoder": ("transcoder", "jumprelu"),
+}
+
+
+#: SAELens config fields -> the JSON types they may hold (None is allowed: the field is optional)
+_SAELENS_TYPES: dict[str, tuple[type, ...]] = {
+    "architecture": (str,), "activation_fn": (str,), "activation_fn_str": (str,), "hook_name": (str,),
+    "hook_point": (str,), "hook_name_out": (str,), "hook_layer": (int,), "hook_layer_out": (int,),
+    "k": (int,), "activation_fn_kwargs": (dict,), "apply_b_dec_to_input": (bool,),
+    "rescale_acts_by_decoder_norm": (bool,), "normalize_activations": (str, bool), "reshape_activations": (str,),
+    "neuronpedia_id": (str,), "model_name": (str,),
 }
 
 
@@ -352,6 +368,10 @@ def load_saelens(folder: str | Path) -> SAE:
     meta = {**{k: cfg[k] for k in ("model_name", "hook_name", "hook_point", "hook_name_out",
                                    "hook_layer", "neuronpedia_id", "dataset_path",
                                    "context_size", "prepend_bos") if k in cfg}, **meta}
+    for key, types in _SAELENS_TYPES.items():
+        v = meta.get(key) if key in meta else cfg.get(key)
+        if v is not None and (not isinstance(v, types) or (isinstance(v, bool) and bool not in types)):
+            raise DictionaryError(f"{where}: {key} must be {' or '.join(t.__name__ for t in types)}, got {v!r}")
     hook = meta.get("hook_name") or meta.get("hook_point")
     if not hook:
         raise DictionaryError(f"{where}: no hook_name (in 'metadata' or at the top level)")
