@@ -411,6 +411,13 @@ CASES: list[Case] = [
     C("graph import", "a folder as path", lambda c: iw.AttributionGraph.from_json(c.tmp), GraphError,
       "does not exist|not a file"),
     C("graph import", "missing nodes", lambda c: c.gjson(lambda d: _del(d, "nodes")), GraphError, "missing top-level"),
+    C("graph import", "no nodes at all", lambda c: c.gjson(lambda d: (_set(d, "nodes", []), _set(d, "links", []),
+                                                                   _set(d, "qParams", {}))), GraphError, "no nodes"),
+    C("graph import", "our n_layers a string", lambda c: c.gjson(
+        lambda d: _set(d, "metadata.interp_widgets.metadata.n_layers", "")), GraphError, "n_layers must be"),
+    C("graph import", "pruning_settings a list", lambda c: c.gjson(
+        lambda d: (_set(d, "metadata.pruning_settings", [0.8]), _set(d, "metadata.interp_widgets.metadata.pruning", None))),
+      GraphError, "pruning_settings"),
     C("graph import", "missing metadata.prompt", lambda c: c.gjson(lambda d: _del(d, "metadata.prompt")), GraphError,
       "metadata.prompt"),
     C("graph import", "prompt_tokens not strings", lambda c: c.gjson(lambda d: _set(d, "metadata.prompt_tokens", [1])),
