@@ -6,6 +6,10 @@ to what the model does; every exercise check accepts its solution and rejects a 
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
+import nbformat
 import pytest
 from nbrun import NOTEBOOKS, TIMINGS, execute_notebook
 
@@ -19,6 +23,10 @@ NAMES = sorted(p.name for p in NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
 def test_notebook_runs_top_to_bottom(name, notebook_kernel, tmp_path):
     run = execute_notebook(NOTEBOOKS / name, tmp_path, notebook_kernel)
     TIMINGS[name] = {"seconds": run.seconds, "cpu": run.kernel_cpu_seconds, "rss": run.max_rss_mb}
+    keep = os.environ.get("IW_NOTEBOOK_OUTPUTS")  # a folder to keep the executed copies in (CI artifacts)
+    if keep:
+        Path(keep).mkdir(parents=True, exist_ok=True)
+        nbformat.write(run.notebook, str(Path(keep) / name))
     assert run.checks >= 2, f"{name} has {run.checks} exercise checks"
     code = [c for c in run.notebook.cells if c.cell_type == "code"]
     assert all(c.execution_count for c in code), "every code cell ran"
