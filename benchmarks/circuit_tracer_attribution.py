@@ -31,18 +31,39 @@ def _threads() -> None:
         torch.set_num_threads(int(os.environ["IW_BENCH_THREADS"]))
 
 
+def _hf_folder_for_transformers4(out: Path) -> Path:
+    """Our cached SmolLM2 folder as transformers 4.57 reads it (tokenizer class, rope, arch)."""
+    from interp_widgets.models.loading import default_cache_path
+
+    src, dst = default_cache_path(), out / "smollm2_hf4"
+    dst.mkdir(parents=True, exist_ok=True)
+    if not (dst / "model.safetensors").exists():
+        os.symlink(src / "model.safetensors", dst / "model.safetensors")
+    (dst / "tokenizer.json").write_bytes((src / "tokenizer.json").read_bytes())
+    tok = json.loads((src / "tokenizer_config.json").read_text())
+    tok["tokenizer_class"] = "PreTrainedTokenizerFast"
+    (dst / "tokenizer_config.json").write_text(json.dumps(tok))
+    cfg = json.loads((src / "config.json").read_text())
+    cfg["rope_theta"] = (cfg.get("rope_parameters") or {}).get("rope_theta", 10000.0)
+    cfg["rope_scaling"] = None
+    cfg["architectures"] = ["LlamaForCausalLM"]
+    (dst / "config.json").write_text(json.dumps(cfg))
+    return dst
+
+
 def ours(out: Path) -> None:
     import torch
     from safetensors.torch import save_file
 
     import interp_widgets as iw
-    from interp_widgets.models.loading import default_cache_path
-
     _threads()
     out.mkdir(parents=True, exist_ok=True)
     model = iw.load_model()
-    ids = model.tokenizer(PROMPT_TEXT)["input_ids"][:N_TOKENS]
-    prompt = model.tokenizer.decode(ids)
+    # circuit-tracer puts a special token first (and leaves position 0 out of the graph): start
+    # with one too, so both tokenize the same
+    bos = model.tokenizer.convert_ids_to_tokens(1)
+    ids = model.tokenizer(PROMPT_TEXT)["input_ids"][:N_TOKENS - 1]
+    prompt = bos + model.tokenizer.decode(ids)
     tcs = {L: iw.Transcoder.random(d_in=model.d_model, n_features=WIDTH, layer=L, architecture="topk",
                                    k=K, seed=L, metadata={"model": model.name})
            for L in range(model.n_layers)}
@@ -63,7 +84,9 @@ def ours(out: Path) -> None:
         cpu.append(time.process_time() - c)
     graph.save(out / "ours")
     (out / "ours.json").write_text(json.dumps({
-        "prompt": prompt, "model_folder": str(default_cache_path()), "wall_s": times, "cpu_s": cpu,
+        "prompt": prompt, "token_ids": graph.token_ids,
+        "model_folder": str(_hf_folder_for_transformers4(out)),
+        "wall_s": times, "cpu_s": cpu,
         "threads": torch.get_num_threads(), "load_avg": os.getloadavg(),
     }))
 
@@ -95,9 +118,9 @@ def ct(out: Path) -> None:
         meta["model_folder"], tset, backend="nnsight", device=torch.device("cpu"), dtype=torch.float32)
     kw = dict(max_n_logits=10, desired_logit_prob=0.95, batch_size=BATCH, max_feature_nodes=NODES)
     times, cpu = [], []
-    for _ in range(2):
+    for _ in range(int(os.environ.get("CT_REPEATS", "1"))):
         t, c = time.perf_counter(), time.process_time()
-        g = attribute(meta["prompt"], model, **kw)
+        g = attribute(torch.tensor(meta["token_ids"]), model, **kw)
         times.append(time.perf_counter() - t)
         cpu.append(time.process_time() - c)
     feats = g.active_features[g.selected_features]
@@ -129,9 +152,10 @@ def compare(out: Path) -> dict:
     ours_ids = list(g.nodes["node_id"])
     shared = [i for i in ct_ids if i in set(ours_ids)]
     kinds = dict(zip(g.nodes["node_id"], g.nodes["kind"]))
-    # compare edges between shared features / logits / embeddings (error vectors may differ if
-    # one side folds position-0 features into the error)
-    keep = [i for i in shared if kinds[i] in ("feature", "logit", "embedding")]
+    # compare edges between shared features / logits / embeddings after position 0 (circuit-tracer
+    # zeroes position 0's features and error vectors)
+    pos = dict(zip(g.nodes["node_id"], g.nodes["position"]))
+    keep = [i for i in shared if kinds[i] in ("feature", "logit", "embedding") and pos[i] > 0]
     oi = g.index(keep)
     ci = np.array([ct_ids.index(i) for i in keep])
     a_ours = g.adjacency.toarray()[np.ix_(oi, oi)]
@@ -148,6 +172,7 @@ def compare(out: Path) -> dict:
         "speedup_cpu": min(mc["cpu_s"]) / min(mo["cpu_s"]),
         "shared_feature_nodes": sum(kinds[i] == "feature" for i in keep),
         "feature_nodes": [n_feat_ours, n_f],
+        "same_tokens": c["input_ids"].tolist() == g.token_ids,
         "same_logit_targets": sorted(c["logit_ids"].tolist()) == sorted(g.targets["token_id"].tolist()),
         "max_rel_diff_shared_edges": rel,
         "threads": [mo["threads"], mc["threads"]], "load_avg": [mo["load_avg"], mc["load_avg"]],
