@@ -251,6 +251,8 @@ def _estimate(prep: Prepared, max_feature_nodes: int, batch_size: int, dtype: to
         "activations": sum(a.numel() for a in prep.acts if a is not None) * 4,
         "graph": n_nodes * n_nodes * item * 3,
     }
+    # allocator slack, the traced forward pass, tables: measured ~25% + a few tens of MB
+    breakdown["working memory"] = int(0.25 * sum(breakdown.values())) + (32 << 20)
     memory = int(sum(breakdown.values()))
     # compute: per row, backward over the layers below its target, over its prefix of positions
     H = max(a.n_heads for a in prep.lin.attn)
@@ -529,14 +531,12 @@ def target_biases(prep: Prepared, sel: Tensor) -> tuple[Tensor, Tensor]:
         (r.output_bias.expand(P, d) if r is not None else zero) for r in prep.reps
     ])
     skips = [r.skip if r is not None else None for r in prep.reps]
-    lin64 = prep.lin64
-    skips = [s.double() if s is not None else None for s in skips]
-    mlp_in0, y0 = lin64.forward(zero.double(), outs.double(), skip=skips, bias=True)
+    # float32 is enough for the constants (and avoids a float64 copy of the weights)
+    mlp_in0, y0 = prep.lin.forward(zero, outs, skip=skips, bias=True)
     f_bias = prep.feature_values(sel, mlp_in0)
-    vecs = prep.logit_vecs.double()
-    l_bias = (y0[-1] * vecs).sum(-1)
-    if lin64.b_U is not None:
-        b = lin64.b_U
+    l_bias = (y0[-1].double() * prep.logit_vecs.double()).sum(-1)
+    if prep.lin.b_U is not None:
+        b = prep.lin.b_U.double()
         l_bias = l_bias + b[prep.logit_ids] - b.mean()
     return f_bias, l_bias
 
@@ -555,10 +555,17 @@ def assemble(prep: Prepared, engine: EdgeEngine, rows: Tensor, selected: Tensor,
     n_src = int(src_cols.shape[0])
     n_nodes = n_src + n_log
     target_rows = torch.cat([sel_rows, torch.arange(n_log)])
-    block = rows[target_rows][:, src_cols]
-    # what the graph leaves out: edges from active features that are not nodes
-    dropped = rows[target_rows].double().sum(1) - block.double().sum(1)
-    dropped_abs = rows[target_rows].double().abs().sum(1) - block.double().abs().sum(1)
+    block = torch.empty(len(target_rows), n_src, dtype=rows.dtype)
+    dropped = torch.empty(len(target_rows), dtype=torch.float64)
+    dropped_abs = torch.empty(len(target_rows), dtype=torch.float64)
+    for i in range(0, len(target_rows), 64):  # chunks: no full-size copies of the row matrix
+        r = rows[target_rows[i:i + 64]]
+        b = r[:, src_cols]
+        block[i:i + 64] = b
+        # what the graph leaves out: edges from active features that are not nodes
+        dropped[i:i + 64] = r.sum(1, dtype=torch.float64) - b.sum(1, dtype=torch.float64)
+        dropped_abs[i:i + 64] = (r.abs().sum(1, dtype=torch.float64)
+                                 - b.abs().sum(1, dtype=torch.float64))
     tgt_nodes = np.concatenate([np.arange(n_f), np.arange(n_src, n_nodes)])
     dense = block.numpy()
     r, c = np.nonzero(dense)
