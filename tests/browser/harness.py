@@ -189,6 +189,16 @@ class Notebook:
         if tracebacks:
             raise AssertionError("a notebook cell failed:\n" + "\n---\n".join(tracebacks))
 
+    def run_cell(self, i: int, timeout: float = 120) -> None:
+        """Run one cell (as if selected and Shift+Enter) and wait until it has finished."""
+        before = self.cell(i).locator(".jp-InputPrompt").inner_text()
+        self.page.evaluate(
+            "(i) => { const nb = window.jupyterapp.shell.currentWidget.content; nb.activeCellIndex = i;"
+            " return window.jupyterapp.commands.execute('notebook:run-cell'); }", i)
+        self.page.wait_for_function(
+            "([el, before]) => { const t = el.querySelector('.jp-InputPrompt').textContent; return /\\[\\d+\\]/.test(t) && t !== before; }",
+            arg=[self.cell(i).element_handle(), before], timeout=timeout * 1000)
+
     def cell(self, i: int) -> Any:
         return self.page.locator(".jp-Notebook .jp-Cell").nth(i)
 

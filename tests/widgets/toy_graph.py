@@ -40,8 +40,8 @@ def toy_graph(n_nodes: int = 200, n_edges: int = 1000, n_layers: int = 6, n_pos:
     n = len(nodes)
     lay = nodes["layer"].to_numpy()
     ps = nodes["position"].to_numpy()
-    src = rng.integers(0, n, n_edges * 3)
-    dst = rng.integers(0, n, n_edges * 3)
+    src = rng.integers(0, n, n_edges * 8)  # about a third of random pairs point upward
+    dst = rng.integers(0, n, n_edges * 8)
     ok = (lay[src] < lay[dst]) & (ps[src] <= ps[dst])
     pairs = np.unique(np.stack([dst[ok], src[ok]], 1), axis=0)
     pairs = pairs[rng.permutation(len(pairs))][:n_edges]
