@@ -72,7 +72,7 @@ france = iw.directions.from_contrast(model, FRANCE, JAPAN, "resid_post.12", labe
 
 steering = iw.SteeringPanel(model, prompt="The best way to learn a new language is",
                             steers=[iw.Steer(france, 64.0)], max_new_tokens=12)
-result = steering.wait()                     # the panel generates in the background
+result = steering.wait(timeout=600)          # the panel generates in a background thread
 paris = model.tokenizer.encode(" Paris")[0]
 before, after = result.first_logprobs[:, 0, paris].exp().tolist()   # p(" Paris") next, both arms
 assert steering.error == "" and after > 2.718 * before, (before, after)
