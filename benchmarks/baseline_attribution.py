@@ -75,7 +75,7 @@ def graph_rows(graph: Any) -> tuple[Tensor, Tensor, Any]:
     prep = graph._context
     act = prep.active
     key = {(int(l_), int(p), int(f)): i for i, (l_, p, f) in
-           enumerate(zip(act.layer.tolist(), act.pos.tolist(), act.feature.tolist()))}
+           enumerate(zip(act.layer.tolist(), act.pos.tolist(), act.feature.tolist(), strict=True))}
     n = graph.nodes
     feats = n[n["kind"] == "feature"]
     idx = torch.tensor([key[(r.layer, r.position, r.feature)] for r in feats.itertuples()],

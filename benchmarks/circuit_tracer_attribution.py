@@ -93,11 +93,13 @@ def ours(out: Path) -> None:
 
 def ct(out: Path) -> None:
     import torch
-    from safetensors.torch import load_file, save_file
-
     from circuit_tracer import ReplacementModel, attribute
     from circuit_tracer.transcoder.activation_functions import TopK
-    from circuit_tracer.transcoder.single_layer_transcoder import SingleLayerTranscoder, TranscoderSet
+    from circuit_tracer.transcoder.single_layer_transcoder import (
+        SingleLayerTranscoder,
+        TranscoderSet,
+    )
+    from safetensors.torch import load_file, save_file
 
     _threads()
     meta = json.loads((out / "ours.json").read_text())
@@ -151,10 +153,10 @@ def compare(out: Path) -> dict:
     ct_ids += [f"{L + 1}_{t}_{P - 1}" for t in c["logit_ids"].tolist()]
     ours_ids = list(g.nodes["node_id"])
     shared = [i for i in ct_ids if i in set(ours_ids)]
-    kinds = dict(zip(g.nodes["node_id"], g.nodes["kind"]))
+    kinds = dict(zip(g.nodes["node_id"], g.nodes["kind"], strict=True))
     # compare edges between shared features / logits / embeddings after position 0 (circuit-tracer
     # zeroes position 0's features and error vectors)
-    pos = dict(zip(g.nodes["node_id"], g.nodes["position"]))
+    pos = dict(zip(g.nodes["node_id"], g.nodes["position"], strict=True))
     keep = [i for i in shared if kinds[i] in ("feature", "logit", "embedding") and pos[i] > 0]
     oi = g.index(keep)
     ci = np.array([ct_ids.index(i) for i in keep])

@@ -172,8 +172,8 @@ def prune_masks(graph: AttributionGraph, node_threshold: float = 0.8,
         node_mask = new
     # map back to the COO order of the original adjacency
     orig = sp.csr_matrix(graph.adjacency).tocoo()
-    key_kept = set(zip(rows[live].tolist(), cols[live].tolist()))
-    edge_mask = np.fromiter(((r, c) in key_kept for r, c in zip(orig.row.tolist(), orig.col.tolist())),
+    key_kept = set(zip(rows[live].tolist(), cols[live].tolist(), strict=True))
+    edge_mask = np.fromiter(((r, c) in key_kept for r, c in zip(orig.row.tolist(), orig.col.tolist(), strict=True)),
                             dtype=bool, count=orig.nnz)
     return PruneResult(node_mask, edge_mask, node_fraction, edge_fraction,
                        float(node_threshold), float(edge_threshold))
@@ -291,7 +291,7 @@ class AttributionGraph:
     def index(self, node_ids: str | Iterable[str]) -> np.ndarray:
         """Row positions of node ids (or group names) in ``nodes`` / ``adjacency``."""
         ids = self._resolve(node_ids)
-        pos = dict(zip(self.nodes["node_id"], range(self.n_nodes)))
+        pos = dict(zip(self.nodes["node_id"], range(self.n_nodes), strict=True))
         return np.array([pos[i] for i in ids], dtype=np.int64)
 
     def _resolve(self, items: str | Iterable[str]) -> list[str]:
@@ -348,7 +348,7 @@ class AttributionGraph:
             raise GraphError(f"to_pandas(what={what!r}): choose 'nodes' or 'edges'")
         df = self.nodes.copy()
         if self.labels:
-            df["label"] = [self.labels.get(i, lab) for i, lab in zip(df["node_id"], df["label"])]
+            df["label"] = [self.labels.get(i, lab) for i, lab in zip(df["node_id"], df["label"], strict=True)]
         return df
 
     def top(self, n: int = 10, kind: str | None = "feature") -> Any:
@@ -360,7 +360,7 @@ class AttributionGraph:
         counts = self.nodes["kind"].value_counts()
         parts = ", ".join(f"{int(counts.get(k, 0))} {k}s" for k in KINDS)
         tgt = self.nodes[self.nodes["kind"] == "logit"].sort_values("probability", ascending=False)
-        tops = ", ".join(f"{t!r} {p:.2f}" for t, p in zip(tgt["token"][:3], tgt["probability"][:3]))
+        tops = ", ".join(f"{t!r} {p:.2f}" for t, p in zip(tgt["token"][:3], tgt["probability"][:3], strict=True))
         pr = self.metadata.get("pruning")
         pruned = f", pruned at {pr['node_threshold']}/{pr['edge_threshold']}" if pr else ""
         return (f"AttributionGraph({self.prompt!r}, {parts}, {self.n_edges:,} edges{pruned}; "
@@ -530,7 +530,7 @@ class AttributionGraph:
             raise GraphError("scales must be a non-empty dict {node id or group: scale}")
         prep = self._context_for(model, transcoders)
         nodes = self.nodes
-        pos_of = dict(zip(nodes["node_id"], range(self.n_nodes)))
+        pos_of = dict(zip(nodes["node_id"], range(self.n_nodes), strict=True))
         delta = np.zeros(self.n_nodes)  # relative change of each node's write vector
         fixed = np.zeros(self.n_nodes, bool)
         for key, s in scales.items():
@@ -790,7 +790,7 @@ def _keyed(g: AttributionGraph, by: str) -> tuple[Any, Any]:
         key = pd.Series(key, index=n.index)
     nodes = pd.DataFrame({"key": key, "kind": n["kind"], "layer": n["layer"],
                           "feature": n["feature"], "label": [g.labels.get(i, lab) for i, lab in
-                                                             zip(n["node_id"], n["label"])],
+                                                             zip(n["node_id"], n["label"], strict=True)],
                           "influence": n["influence"], "activation": n["activation"]})
     nodes = nodes.groupby("key", sort=False).agg(
         kind=("kind", "first"), layer=("layer", "first"), feature=("feature", "first"),
@@ -910,7 +910,7 @@ def _to_neuronpedia(g: AttributionGraph, *, slug: str | None, scan: str | None) 
     src, dst, _ = g.edges_arrays()
     ids = g.nodes["node_id"].to_numpy()
     w = g.adjacency.tocoo().data
-    links = [{"source": ids[s], "target": ids[t], "weight": float(x)} for s, t, x in zip(src, dst, w)]
+    links = [{"source": ids[s], "target": ids[t], "weight": float(x)} for s, t, x in zip(src, dst, w, strict=True)]
     pr = g.metadata.get("pruning") or {}
     settings = g.metadata.get("settings") or {}
     metadata = {
@@ -1066,7 +1066,7 @@ def _from_neuronpedia(data: Any, where: str) -> AttributionGraph:
     if len(token_ids) != len(toks):
         token_ids = [-1] * len(toks)
     emb = nodes[nodes["kind"] == "embedding"]
-    for tid, pos in zip(emb["token_id"], emb["position"]):
+    for tid, pos in zip(emb["token_id"], emb["position"], strict=True):
         if 0 <= pos < len(token_ids) and tid >= 0:
             token_ids[pos] = int(tid)
     labels = {str(k): str(v) for k, v in (ours.get("labels") or {}).items() if k in index}

@@ -40,8 +40,8 @@ def random_transcoders(model, layers=None, *, width=96, k=6, arch="topk", skip=T
 
 def _active_index(prep):
     a = prep.active
-    return {(int(l), int(p), int(f)): i for i, (l, p, f) in
-            enumerate(zip(a.layer.tolist(), a.pos.tolist(), a.feature.tolist()))}
+    return {(int(ly), int(p), int(f)): i for i, (ly, p, f) in
+            enumerate(zip(a.layer.tolist(), a.pos.tolist(), a.feature.tolist(), strict=True))}
 
 
 @pytest.fixture(scope="module")

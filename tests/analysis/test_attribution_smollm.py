@@ -70,7 +70,7 @@ def test_smollm_edges_are_frozen_model_effects(neuron_graph):
     prep = g._context
     act = prep.active
     key = {(int(a), int(b), int(c)): i for i, (a, b, c) in
-           enumerate(zip(act.layer.tolist(), act.pos.tolist(), act.feature.tolist()))}
+           enumerate(zip(act.layer.tolist(), act.pos.tolist(), act.feature.tolist(), strict=True))}
     n = g.nodes
     top = int(np.argmax(n["probability"].fillna(-1).to_numpy()))
     j = int(np.nonzero(prep.logit_ids.numpy() == n["token_id"].iat[top])[0][0])

@@ -70,7 +70,6 @@ NEURONPEDIA_SCHEMA = {
 
 
 def hand_graph(adj: np.ndarray, kinds: list[str], probs: dict[int, float] | None = None) -> AttributionGraph:
-    n = len(kinds)
     probs = probs or {}
     rows = []
     for i, k in enumerate(kinds):

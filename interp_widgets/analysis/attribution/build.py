@@ -422,7 +422,7 @@ def attribute(
                 f"attribution before any feature is counted ({', '.join(f'{k} ~{_fmt_bytes(v)}' for k, v in floor.items())}), "
                 f"but memory_budget is {_fmt_bytes(budget)}" + (" (80% of the memory available now)" if memory_budget == "auto" else "")
                 + ". Shorten the prompt (attention patterns grow with its length squared), or pass a "
-                f"larger memory_budget"
+                "larger memory_budget"
             )
     t0 = time.perf_counter()
     prep = prepare(model, prompt, transcoders, targets=targets, max_n_logits=max_n_logits,
@@ -547,7 +547,7 @@ def assemble(prep: Prepared, engine: EdgeEngine, rows: Tensor, selected: Tensor,
     import pandas as pd
     import scipy.sparse as sp
 
-    from ..graph import AttributionGraph, error_id, embedding_id, feature_id, logit_id
+    from ..graph import AttributionGraph, embedding_id, error_id, feature_id, logit_id
 
     L, P = prep.lin.n_layers, prep.n_pos
     n_f, n_log = int(selected.shape[0]), int(prep.logit_ids.shape[0])
