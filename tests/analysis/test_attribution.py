@@ -407,3 +407,15 @@ def test_last_layer_ablation_is_exact_with_final_norm_frozen(tiny_llama, llama_t
     assert np.allclose(out["real_change_frozen_norm"], out["predicted_change"], rtol=1e-4, atol=1e-5)
     # the free model also rescales through the final norm, so it differs
     assert not np.allclose(out["real_change"], out["predicted_change"], rtol=1e-4, atol=1e-5)
+
+
+def test_intervene_on_embeddings_and_errors(full_graph):
+    n = full_graph.nodes
+    emb = n.loc[n["kind"] == "embedding", "node_id"].iat[-1]
+    err = n.loc[(n["kind"] == "error") & (n["layer"] == 2), "node_id"].iat[-1]
+    same = full_graph.intervene({emb: 1.0, err: 1.0})  # scale 1: nothing changes
+    assert np.abs(same["real_change"]).max() < 1e-5
+    assert np.abs(same["predicted_change"]).max() == 0.0
+    out = full_graph.intervene({emb: 0.0, err: 0.5})
+    assert np.abs(out["real_change"]).max() > 1e-3
+    assert np.all(np.isfinite(out["predicted_change"]))
