@@ -510,3 +510,16 @@ def test_every_entry_point_has_rows() -> None:
                   "attribute", "graph import"):
         assert n[entry] >= 8, (entry, n[entry])
     assert len({c.id for c in CASES}) == len(CASES), "row ids must be unique"
+
+
+def test_readme_counts_match() -> None:
+    """tests/reliability/README.md lists the bad inputs tried per entry point: keep it true."""
+    from test_bad_panel_inputs import ROWS
+
+    readme = (Path(__file__).parent / "README.md").read_text()
+    table = dict(re.findall(r"^\| `?([\w ]+?)`? \| (\d+) \|", readme, re.M))
+    n = counts() + Counter(r.panel for r in ROWS)
+    for entry, k in n.items():
+        assert int(table.get(entry, -1)) == k, f"README says {table.get(entry)} rows for {entry}, the code has {k}"
+    totals = [int(x) for x in re.findall(r"^\| \*\*total\*\* \| \*\*(\d+)\*\* \|", readme, re.M)]
+    assert totals == [len(CASES), len(ROWS)]
