@@ -372,7 +372,7 @@ def scan_memory(model: Any, dictionaries: Any, *, max_tokens: int, batch_size: i
         "forward": batch_size * seq_len * int(getattr(model, "d_model", 0)) * 4 * 8,
         "tokens": n_seq * seq_len * 8 * 2,
         # rebinning the histograms at the end: [n_features, log bins, linear bins] float64 temporaries
-        "histograms": n_max * _LOG_BINS * HIST_BINS * 8 * 4,
+        "histograms": n_max * _LOG_BINS * HIST_BINS * 8 * 5,
     }
 
 
