@@ -351,3 +351,27 @@ def test_diff_two_prompts_by_feature(tiny_llama, graph):
     assert np.all(np.diff(deltas) <= 1e-12)  # strongest change first
     with pytest.raises(GraphError, match="by="):
         graph.diff(other, by="position")
+
+
+def test_import_a_real_circuit_tracer_export(tmp_path):
+    """A file written by circuit-tracer 0.5.0's create_graph_files (SmolLM2, random TopK
+    transcoders, 'The capital of France is'; see benchmarks/circuit_tracer_attribution.py)."""
+    from pathlib import Path
+
+    path = Path(__file__).parent / "data" / "circuit_tracer_export.json"
+    raw = json.loads(path.read_text())
+    g = AttributionGraph.from_json(path)
+    counts = g.nodes["kind"].value_counts().to_dict()
+    assert counts == {"error": 139, "feature": 31, "logit": 10, "embedding": 6}
+    assert g.n_edges == len(raw["links"])
+    top = g.targets.sort_values("probability").iloc[-1]
+    assert top["token"] == " Paris" and top["probability"] == pytest.approx(0.749, abs=1e-3)
+    feats = g.nodes[g.nodes["kind"] == "feature"]
+    assert feats["layer"].between(0, 29).all() and (feats["feature"] >= 0).all()
+    assert g.n_layers == 30
+    s = g.scores(count_dropped=False)
+    assert 0.0 <= s["replacement"] <= 1.0
+    # and it goes back out in the same format, edges intact
+    again = AttributionGraph.from_json(g.to_json(tmp_path / "again.json"))
+    assert abs(again.adjacency - g.adjacency).max() < 1e-9
+    assert list(again.nodes["node_id"]) == list(g.nodes["node_id"])
