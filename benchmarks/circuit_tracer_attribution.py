@@ -6,6 +6,8 @@ circuit-tracer 0.5.0 needs nnsight 0.7 and transformers 4.57, so it runs in its 
     python -m benchmarks.circuit_tracer_attribution ours OUT       # our venv: transcoders + our graph
     CT_PYTHON benchmarks/circuit_tracer_attribution.py ct OUT      # circuit-tracer's venv
     python -m benchmarks.circuit_tracer_attribution compare OUT    # numbers and times side by side
+    CT_PYTHON benchmarks/circuit_tracer_attribution.py export OUT  # a circuit-tracer JSON export
+                                                                   # (tests/analysis/data/)
 
 Transcoders: 30 random TopK transcoders (width 1024, k 32: the starter pack's shape), written
 to ``OUT/transcoders.safetensors`` in circuit-tracer's layout (``W_enc [d_tc, d_model]``).
@@ -91,17 +93,17 @@ def ours(out: Path) -> None:
     }))
 
 
-def ct(out: Path) -> None:
+def _ct_model(out: Path):
+    """circuit-tracer's ReplacementModel on the same weights and transcoders as ours."""
     import torch
-    from circuit_tracer import ReplacementModel, attribute
+    from circuit_tracer import ReplacementModel
     from circuit_tracer.transcoder.activation_functions import TopK
     from circuit_tracer.transcoder.single_layer_transcoder import (
         SingleLayerTranscoder,
         TranscoderSet,
     )
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import load_file
 
-    _threads()
     meta = json.loads((out / "ours.json").read_text())
     w = load_file(str(out / "transcoders.safetensors"))
     n_layers = 1 + max(int(k.split(".")[0]) for k in w)
@@ -116,8 +118,18 @@ def ct(out: Path) -> None:
         tcs[L] = tc
     tset = TranscoderSet(tcs, feature_input_hook="mlp.hook_in", feature_output_hook="mlp.hook_out",
                          scan="random-topk")
-    model = ReplacementModel.from_pretrained_and_transcoders(
+    return ReplacementModel.from_pretrained_and_transcoders(
         meta["model_folder"], tset, backend="nnsight", device=torch.device("cpu"), dtype=torch.float32)
+
+
+def ct(out: Path) -> None:
+    import torch
+    from circuit_tracer import attribute
+    from safetensors.torch import save_file
+
+    _threads()
+    meta = json.loads((out / "ours.json").read_text())
+    model = _ct_model(out)
     kw = dict(max_n_logits=10, desired_logit_prob=0.95, batch_size=BATCH, max_feature_nodes=NODES)
     times, cpu = [], []
     for _ in range(int(os.environ.get("CT_REPEATS", "1"))):
@@ -132,6 +144,19 @@ def ct(out: Path) -> None:
     (out / "ct.json").write_text(json.dumps({"wall_s": times, "cpu_s": cpu,
                                              "threads": torch.get_num_threads(),
                                              "load_avg": os.getloadavg()}))
+
+
+def export(out: Path) -> Path:
+    """circuit-tracer's own Neuronpedia JSON for a short prompt (our import test's fixture)."""
+    from circuit_tracer import attribute
+    from circuit_tracer.utils.create_graph_files import create_graph_files
+
+    _threads()
+    model = _ct_model(out)
+    g = attribute("The capital of France is", model, max_feature_nodes=48, batch_size=BATCH)
+    create_graph_files(g, slug="ct-capital", output_path=str(out / "ct_export"),
+                       scan="smollm2-random-topk", node_threshold=0.995, edge_threshold=0.995)
+    return out / "ct_export" / "ct-capital.json"
 
 
 def compare(out: Path) -> dict:
@@ -190,5 +215,7 @@ if __name__ == "__main__":
         ours(folder)
     elif step == "ct":
         ct(folder)
+    elif step == "export":
+        print(export(folder))
     else:
         print(json.dumps(compare(folder), indent=1))
