@@ -25,9 +25,9 @@ EIFFEL = "The Eiffel Tower is in the city of"
 LEARN = "The best way to learn a new language is"
 
 
-def top_tokens(logits, k=3):
+def top_tokens(probs, k=3):
     """The k most likely next tokens with their probabilities."""
-    p = logits.softmax(-1).topk(k)
+    p = probs.topk(k)
     return [(model.tokenizer.decode([int(i)]), round(float(v), 3)) for v, i in zip(p.values, p.indices)]
 
 
@@ -54,7 +54,7 @@ JAPAN = ["I love Japan and its capital Tokyo.", "The Japanese city of Tokyo has 
          "We flew to Tokyo, Japan, for the holidays.", "Japanese food in Tokyo is wonderful."]
 france = iw.directions.from_contrast(model, FRANCE, JAPAN, "resid_post.12", label="France (vs Japan)")
 acts = iw.feature_activations(model, france, [EIFFEL])
-projection = dict(zip(acts.str_tokens[0][1:], acts.feature_values(0)[1:].round(1)))
+projection = {t: round(float(v), 1) for t, v in zip(acts.str_tokens[0][1:], acts.feature_values(0)[1:])}
 assert max(projection, key=projection.get) == "iffel", projection
 projection
 
