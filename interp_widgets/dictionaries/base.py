@@ -20,7 +20,13 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import DictionaryError, FeatureError, InterpWidgetsError
-from ..files import atomic_save_safetensors, atomic_write_json, load_safetensors, read_json, refuse_pickle
+from ..files import (
+    atomic_save_safetensors,
+    atomic_write_json,
+    load_safetensors,
+    read_json,
+    refuse_pickle,
+)
 from ..models.sites import Site
 
 ARCHITECTURES = ("relu", "jumprelu", "topk", "batchtopk")
