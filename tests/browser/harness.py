@@ -89,6 +89,11 @@ class Lab:
         notif = dirs["JUPYTERLAB_SETTINGS_DIR"] / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
         notif.parent.mkdir(parents=True, exist_ok=True)
         notif.write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False, "doNotDisturbMode": True}))
+        # comms over kernel subshells (JupyterLab >= 4.4 default with ipykernel 7) run widget
+        # callbacks on a second kernel thread, and under load some kernel->browser widget updates
+        # never reach the model (jupyterlab/jupyterlab#19719); keep comms on the main shell
+        kernels = dirs["JUPYTERLAB_SETTINGS_DIR"] / "@jupyterlab" / "apputils-extension" / "kernels-settings.jupyterlab-settings"
+        kernels.write_text(json.dumps({"commsOverSubshells": "disabled"}))
         env = {**os.environ, **{k: str(v) for k, v in dirs.items()}, "PYTHONUNBUFFERED": "1"}
         env.pop("JUPYTER_PATH", None)
         self.log = open(root / "jupyterlab.log", "w")  # noqa: SIM115 - closed in close()

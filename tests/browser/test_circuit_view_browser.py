@@ -56,17 +56,11 @@ def test_graph_prune_select_group_pin(nb):
     panel.locator("button.iw-group").click()
     assert nb.wait_kernel("graph.supernodes", lambda v: "my pair" in v) == {"my pair": [top, second]}
     try:
-        panel.locator(".iw-supernode[data-name='my pair']").wait_for(timeout=8000)
-    except Exception:
-        print("DBG html", panel.locator(".iw-supernodes").inner_html()[:300])
-        print("DBG err", panel.locator(".iw-error-text").inner_text())
-        print("DBG kernel", nb.kernel_eval("[view.supernodes, view.error, view.selected]"))
-        print("DBG console", nb.lab.console[-10:])
-        print("DBG js", nb.page.evaluate("(el) => el.querySelectorAll('.iw-supernode').length", panel.element_handle()))
-        print("DBG detail", nb.kernel_eval("[view.node_detail.get('id'), view.visible_count, view.hovered]"),
-              nb.page.evaluate("(el) => JSON.stringify([(el.iwGet('node_detail')||{}).id, el.iwGet('visible_count'), el.iwGet('hovered')])", panel.element_handle()))
-        print("DBG jsmodel", nb.page.evaluate("(el) => JSON.stringify([el.iwGet('supernodes'), el.iwGet('selected'), el.iwGet('pinned')])", panel.element_handle()))
-        raise
+        panel.locator(".iw-supernode[data-name='my pair']").wait_for(timeout=15_000)
+    except Exception:  # say which side lost the update before failing
+        js = nb.page.evaluate("(el) => JSON.stringify(el.iwGet('supernodes'))", panel.element_handle())
+        raise AssertionError(f"supernode not drawn; browser state {js}, kernel {nb.kernel_eval('view.supernodes')}, "
+                             f"console {nb.lab.console[-5:]}") from None
 
     # pin the pair, prune everything else away: pinned nodes stay
     panel.locator("button.iw-pin").click()
