@@ -159,6 +159,32 @@ function themeColors(el) {
   };
 }
 
+/** Call fn when JupyterLab switches between light and dark themes (charts re-read the colours). */
+function onThemeChange(ui, fn) {
+  if (typeof MutationObserver === "undefined" || !document.body) return;
+  const g = ui.guard(fn);
+  const obs = new MutationObserver(() => g());
+  obs.observe(document.body, { attributes: true, attributeFilter: ["data-jp-theme-light", "data-jp-theme-name"] });
+  ui.root.addEventListener("iw-dispose", () => obs.disconnect());
+}
+
+/** Axis / grid / font colours for plotly from the current theme. */
+function plotlyTheme(el, axes = ["xaxis", "yaxis"]) {
+  const c = themeColors(el);
+  const out = { paper_bgcolor: "rgba(0,0,0,0)", plot_bgcolor: "rgba(0,0,0,0)", font: { color: c.fg } };
+  for (const a of axes) out[a] = { gridcolor: c.border, zerolinecolor: c.fg2, linecolor: c.border, tickfont: { color: c.fg } };
+  return out;
+}
+
+/** Merge plotly layout objects one level deep (axis dicts are merged, not replaced). */
+function mergeLayout(...parts) {
+  const out = {};
+  for (const p of parts) for (const [k, v] of Object.entries(p || {})) {
+    out[k] = v && typeof v === "object" && !Array.isArray(v) && out[k] && typeof out[k] === "object" ? { ...out[k], ...v } : v;
+  }
+  return out;
+}
+
 /** Background for an activation / signed value in [-max, max]: orange positive, blue negative. */
 function actColor(v, max) {
   if (!(max > 0) || !Number.isFinite(v) || v === 0) return "transparent";

@@ -45,8 +45,8 @@ function renderCard(container, card, { model, ui, onLabel = null, onSteer = null
       const th = themeColors(container);
       Plotly.react(hist, [{ type: "bar", x, y: c, width: c.map((_, i) => e[i + 1] - e[i]), marker: { color: "rgb(255,127,14)" },
         hovertemplate: "activation %{x:.3g}<br>%{y} tokens<extra></extra>" }],
-      { height: 180, margin: { l: 40, r: 10, t: 6, b: 30 }, paper_bgcolor: "rgba(0,0,0,0)", plot_bgcolor: "rgba(0,0,0,0)",
-        font: { color: th.fg, size: 10 }, yaxis: { type: "log", title: { text: "tokens" } }, xaxis: { title: { text: "activation" } }, bargap: 0.02 },
+      mergeLayout(plotlyTheme(container), { height: 180, margin: { l: 40, r: 10, t: 6, b: 30 },
+        font: { color: th.fg, size: 10 }, yaxis: { type: "log", title: { text: "tokens" } }, xaxis: { title: { text: "activation" } }, bargap: 0.02 }),
       { displaylogo: false, responsive: true, modeBarButtonsToRemove: ["toImage"] }).then(() => { hist.dataset.drawn = "1"; });
     })).catch((e) => ui.showError(e));
   }

@@ -505,6 +505,7 @@ function renderCircuit({ model, el }) {
   listen(model, ui, ["node_detail"], drawDetail);
   listen(model, ui, ["supernodes"], () => { schedule(1); drawLists(); });
   listen(model, ui, ["intervention"], drawIntervention);
+  onThemeChange(ui, () => schedule(1));
   ui.guard(fullReload)();
 }
 

@@ -36,6 +36,7 @@ function renderDashboard({ model, el }) {
   next.addEventListener("click", () => goto(model.get("feature") + 1));
   listen(model, ui, ["card", "dictionary_names"], draw);
   listen(model, ui, ["feature", "dictionary_name"], syncControls);
+  onThemeChange(ui, draw);
   ui.guard(draw)();
 }
 

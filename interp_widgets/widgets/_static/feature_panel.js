@@ -79,6 +79,7 @@ function renderFeaturePanel({ model, el }) {
   listen(model, ui, ["token_features", "feature", "selected_token"], drawFeatures);
   listen(model, ui, ["search_results", "query"], drawResults);
   listen(model, ui, ["card"], drawCard);
+  onThemeChange(ui, drawCard);
   ui.guard(() => { drawDicts(); drawTokens(); drawFeatures(); drawResults(); drawCard(); })();
 }
 

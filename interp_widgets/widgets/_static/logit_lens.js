@@ -45,14 +45,14 @@ function renderLens({ model, el }) {
       colorbar: { title: { text: "p(top-1)" }, thickness: 10 },
       hovertemplate: "layer %{y}, pos %{x}<br>top-1 %{text}: %{z:.3f}<extra></extra>",
     };
-    const layout = {
+    const layout = mergeLayout(plotlyTheme(el), {
       height: Math.max(240, 90 + layers.length * 18),
       margin: { l: 40, r: 10, t: 10, b: 70 },
-      paper_bgcolor: "rgba(0,0,0,0)", plot_bgcolor: "rgba(0,0,0,0)",
       font: { color: c.fg, size: 11 },
       xaxis: { tickmode: "array", tickvals: tokens.map((_, i) => i), ticktext: tokens.map((t) => plotlyText(showToken(t))), tickangle: -45 },
       yaxis: { title: { text: "layer" }, dtick: layers.length > 16 ? 2 : 1 },
-    };
+    });
+    trace.colorbar.tickfont = { color: c.fg };
     await Plotly.react(chart, [trace], layout, { displaylogo: false, responsive: true, modeBarButtonsToRemove: ["toImage"] });
     if (!bound) {
       bound = true;
@@ -97,6 +97,7 @@ function renderLens({ model, el }) {
   }));
   listen(model, ui, ["tokens", "top_probs", "top_tokens", "layers"], () => { drawChart(); drawDetail(); });
   listen(model, ui, ["selected", "final_prob"], drawDetail);
+  onThemeChange(ui, drawChart);
   drawChart();
   drawDetail();
   return () => { try { globalThis.Plotly && globalThis.Plotly.purge(chart); } catch (e) { /* already gone */ } };

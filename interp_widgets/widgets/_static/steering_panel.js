@@ -148,12 +148,12 @@ function renderSteering({ model, el }) {
     await Plotly.react(doseChart, [
       { x: d.strengths, y: d.values, mode: "lines+markers", name: "steered", line: { color: "rgb(255,127,14)", width: 3 } },
       { x: [Math.min(...d.strengths), Math.max(...d.strengths)], y: [d.baseline, d.baseline], mode: "lines", name: "baseline", line: { dash: "dash", color: c.fg2 } },
-    ], {
-      height: 240, margin: { l: 50, r: 10, t: 10, b: 40 }, paper_bgcolor: "rgba(0,0,0,0)", plot_bgcolor: "rgba(0,0,0,0)",
+    ], mergeLayout(plotlyTheme(el), {
+      height: 240, margin: { l: 50, r: 10, t: 10, b: 40 },
       font: { color: c.fg, size: 11 }, xaxis: { title: { text: plotlyText(d.units) } }, yaxis: { title: { text: plotlyText(`log p(${JSON.stringify(d.target)})`) } },
       shapes: [{ type: "line", x0: d.current, x1: d.current, yref: "paper", y0: 0, y1: 1, line: { color: c.accent, width: 1, dash: "dot" } }],
       legend: { orientation: "h" },
-    }, { displaylogo: false, responsive: true, modeBarButtonsToRemove: ["toImage"] });
+    }), { displaylogo: false, responsive: true, modeBarButtonsToRemove: ["toImage"] });
     doseChart.dataset.drawn = "1";
   });
 
@@ -162,6 +162,7 @@ function renderSteering({ model, el }) {
   listen(model, ui, ["baseline", "steered", "differs", "logprob_diff", "request_id", "result_id", "prompt_tokens", "kl"], drawOutput);
   listen(model, ui, ["next_token"], drawShift);
   listen(model, ui, ["dose"], drawDose);
+  onThemeChange(ui, drawDose);
   ui.guard(() => { drawRows(); drawSettings(); drawOutput(); drawShift(); drawDose(); })();
 }
 
