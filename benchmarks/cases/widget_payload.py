@@ -63,10 +63,10 @@ def _json_bytes(view: Any) -> int:
 def run(quick: bool) -> list[dict]:
     import base64
 
+    from harness import CHROMIUM, CHROMIUM_ARGS
     from playwright.sync_api import sync_playwright
 
     import interp_widgets as iw
-    from harness import CHROMIUM, CHROMIUM_ARGS
     from interp_widgets.widgets.report import write_static_html
 
     sizes = [1000] if quick else [1000, 5000, 20_000]
@@ -92,7 +92,7 @@ def run(quick: bool) -> list[dict]:
             html_path = write_static_html([view], tmp / f"g{n}.html", title=f"{n} nodes")
             draw_ms: list[float] = []
 
-            def ours() -> None:
+            def ours(html_path: Path = html_path, draw_ms: list[float] = draw_ms) -> None:
                 page.goto(html_path.as_uri())
                 page.wait_for_function("() => { const el = document.querySelector('.iw-panel'); return el && Number(el.dataset.drawn || 0) >= 1; }",
                                        timeout=120_000)
@@ -101,7 +101,7 @@ def run(quick: bool) -> list[dict]:
 
             b64 = {k: base64.b64encode(bytes(getattr(view, k))).decode() for k in ("edge_src", "edge_dst", "edge_w", "node_layer", "node_pos")}
 
-            def baseline() -> None:
+            def baseline(b64: dict[str, str] = b64, view: Any = view) -> None:
                 page.set_content(SVG_PAGE)
                 page.evaluate("(a) => drawSvg(...a)", [b64["edge_src"], b64["edge_dst"], b64["edge_w"], view.edge_index_bytes,
                                                         len(view.node_ids), b64["node_layer"], b64["node_pos"], view.n_layers, len(view.tokens)])

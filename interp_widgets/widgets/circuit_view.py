@@ -11,14 +11,13 @@ and the browser prunes, hovers and zooms without asking the kernel.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Any
 
 import numpy as np
 import traitlets
 
 from ..errors import GraphError
-from contextlib import nullcontext
-
 from ._base import Panel, css, esm, guarded, model_lock, to_bytes
 from .selection import Selection
 
@@ -421,8 +420,8 @@ def _effects_rows(eff: Any) -> tuple[list[Any], list[Any]]:
         val = "effect" if "effect" in df.columns else df.select_dtypes("number").columns[-1]
         tok = "token" if "token" in df.columns else df.columns[0]
         d = df.sort_values(val)
-        return ([[str(t), float(v)] for t, v in zip(d[tok][::-1][:8], d[val][::-1][:8]) if v > 0],
-                [[str(t), float(v)] for t, v in zip(d[tok][:8], d[val][:8]) if v < 0])
+        return ([[str(t), float(v)] for t, v in zip(d[tok][::-1][:8], d[val][::-1][:8], strict=True) if v > 0],
+                [[str(t), float(v)] for t, v in zip(d[tok][:8], d[val][:8], strict=True) if v < 0])
     return [], []
 
 

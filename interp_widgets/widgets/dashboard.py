@@ -12,14 +12,13 @@ corpus index (max token outlined, context coloured), the activation histogram an
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextlib import nullcontext
 from typing import Any
 
 import traitlets
 
 from ..dictionaries import Feature, TranscoderSet
 from ..errors import FeatureError
-from contextlib import nullcontext
-
 from ._base import Panel, css, esm, guarded, model_lock
 from .selection import Selection
 

@@ -72,4 +72,4 @@ class LogitLens(Panel):
             return []
         layer, pos = self.selected
         li = self.result.layers.index(layer)
-        return [(t, float(p)) for t, p in zip(self.result.top_tokens[li][pos], self.result.top_probs[li, pos])]
+        return [(t, float(p)) for t, p in zip(self.result.top_tokens[li][pos], self.result.top_probs[li, pos], strict=True)]

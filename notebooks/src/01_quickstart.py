@@ -59,9 +59,9 @@ features
 #
 # A *concept direction*: the mean activation at `resid_post.12` on sentences about France minus
 # the mean on the same sentences about Japan. Adding 64 units of it while the model writes
-# makes ` Paris` far likelier as the next token of an unrelated prompt (more than e-fold, about
-# 20 times). The panel shows the baseline and the steered text side by side, differing tokens
-# marked; drag the strength slider and watch the text change.
+# makes ` Paris` more than ten times likelier as the next token of an unrelated prompt. The
+# panel shows the baseline and the steered text side by side, differing tokens marked; drag the
+# strength slider and watch the text change.
 
 # %%
 FRANCE = ["I love France and its capital Paris.", "The French city of Paris has the Eiffel Tower.",
@@ -75,7 +75,7 @@ steering = iw.SteeringPanel(model, prompt="The best way to learn a new language 
 result = steering.wait(timeout=600)          # the panel generates in a background thread
 paris = model.tokenizer.encode(" Paris")[0]
 before, after = result.first_logprobs[:, 0, paris].exp().tolist()   # p(" Paris") next, both arms
-assert steering.error == "" and after > 2.718 * before, (before, after)
+assert steering.error == "" and after > 10 * before, (before, after)
 steering
 
 # %% [markdown]

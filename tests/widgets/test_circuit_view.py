@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from toy_graph import toy_graph
 
 import interp_widgets as iw
 from interp_widgets.errors import GraphError
 from interp_widgets.widgets._base import from_bytes
 from interp_widgets.widgets.circuit_view import keep_edges, keep_nodes
 
-from toy_graph import toy_graph
-
 
 def test_payload_is_binary_and_sorted_by_weight():
     g = toy_graph(300, 2000)
     view = iw.CircuitView(g, selection=iw.Selection())
-    n, m = len(g.nodes), g.n_edges
+    m = g.n_edges
     assert view.node_ids == g.nodes["node_id"].tolist()
     assert view.edge_index_bytes == 2  # < 65k nodes: uint16 indices
     src = from_bytes(view.edge_src, np.uint16)
@@ -26,8 +25,8 @@ def test_payload_is_binary_and_sorted_by_weight():
     assert (np.diff(np.abs(w)) <= 0).all()
     # the same multiset of edges as the graph's
     gs, gd, gw = g.edges_arrays()
-    got = sorted(zip(src.tolist(), dst.tolist(), np.round(w, 5).tolist()))
-    want = sorted(zip(gs.tolist(), gd.tolist(), np.round(gw, 5).tolist()))
+    got = sorted(zip(src.tolist(), dst.tolist(), np.round(w, 5).tolist(), strict=True))
+    want = sorted(zip(gs.tolist(), gd.tolist(), np.round(gw, 5).tolist(), strict=True))
     assert got == want
     assert view.bytes_per_edge == 8.0
     np.testing.assert_allclose(from_bytes(view.node_infl), g.nodes["influence"].to_numpy(), rtol=1e-6)

@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 import re
 
+from toy_graph import toy_graph
+
 import interp_widgets as iw
 from interp_widgets.cli import main as cli_main
 from interp_widgets.widgets.report import CSP, static_html, write_static_html
-from toy_graph import toy_graph
 
 XSS = '<img src=x onerror="window.__iw_pwned=1"></script><script>window.__iw_pwned=2</script>'
 
