@@ -42,6 +42,16 @@ def test_committed_notebook_has_no_outputs(path):
     nbformat.validate(_read(path))
 
 
+@pytest.mark.parametrize("path", sorted(NOTEBOOKS.glob("*.ipynb")), ids=lambda p: p.name)
+def test_every_notebook_in_the_folder_is_stripped(path):
+    """Also notebooks without a percent source (e.g. linked_panels.ipynb)."""
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    dirty = [i for i, c in enumerate(raw["cells"]) if c["cell_type"] == "code"
+             and (c.get("outputs") or c.get("execution_count") is not None)]
+    assert not dirty, f"{path.name}: cells {dirty} have outputs; strip them (scripts/build_notebooks.strip)"
+    assert "widgets" not in raw["metadata"], f"{path.name} carries saved widget state"
+
+
 @pytest.mark.parametrize("name", EXPECTED)
 def test_committed_notebook_matches_its_source(name):
     built = bn.dumps(bn.build(bn.SOURCES / f"{name}.py"))
