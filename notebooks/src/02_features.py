@@ -22,6 +22,8 @@ import json
 import tempfile
 from pathlib import Path
 
+import torch
+
 import interp_widgets as iw
 from interp_widgets.dictionaries import detect_format, save_saelens
 from interp_widgets.dictionaries.train import evaluate
@@ -53,8 +55,9 @@ model.to_str_tokens(PROMPT)
 neurons = iw.neuron_basis(model, [12])[12]
 _, cache = model.run_with_cache(PROMPT, sites=["mlp_in.12", "mlp_out.12"])
 x, y = cache["mlp_in.12"][0], cache["mlp_out.12"][0]
-f = neurons.encode(x)                                 # [tokens, 1536]
-rel_error = float((neurons.decode(f) - y).norm() / y.norm())
+with torch.no_grad():                                 # the neurons are views of the model's weights
+    f = neurons.encode(x)                             # [tokens, 1536]
+    rel_error = float((neurons.decode(f) - y).norm() / y.norm())
 on = float((f != 0).float().mean())
 print(f"relative reconstruction error {rel_error:.1e}; {on:.0%} of the neurons are on per token")
 assert rel_error < 1e-5 and on > 0.9
@@ -123,7 +126,9 @@ sae_acts.top_features(paris_pos, k=5)
 # A scan runs held-out text through the model and keeps, for every feature, its top activating
 # contexts, a histogram of its activations and how often it fires. The dashboard shows them
 # with the tokens the feature's decoder row promotes through the unembedding. Here: the
-# strongest feature at ` Paris`. Edit its label in the dashboard, or set it from code.
+# strongest feature at ` Paris`. Edit its label in the dashboard, or set it from code. Read the
+# examples before you trust a label: after 8,000 tokens of training many features are not yet
+# about one thing.
 
 # %%
 index = iw.scan(model, sae, held_out, max_tokens=4096, seq_len=64, top_k=8, window=12, progress=False)
@@ -144,10 +149,10 @@ dashboard
 
 # %%
 folder = sae.save(work / "my_sae")
-sae.set_label(feature, "Paris and other French places")
+sae.set_label(feature, "strongest at ' Paris' (first look: see its examples)")
 reloaded = iw.load_dictionary(folder)
 print(sorted(p.name for p in folder.iterdir()), reloaded[feature].label)
-assert reloaded[feature].label == "Paris and other French places"
+assert reloaded[feature].label == "strongest at ' Paris' (first look: see its examples)"
 
 # %% [markdown]
 # ## 7. The SAELens format
