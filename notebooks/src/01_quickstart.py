@@ -39,19 +39,20 @@ lens
 # %% [markdown]
 # ## 2. Feature activations
 #
-# A *dictionary* turns a site's activation vector into features. Here we use the MLP neurons of
-# layer 12: an exact dictionary that every model has (notebook 02 shows trained SAEs and
-# transcoders). A quick scan of the built-in text sample gives each feature its top examples.
-# The panel colours the prompt by the selected feature; click a token to list its strongest
-# features, click a feature to open its dashboard (examples, histogram, promoted tokens).
+# A *dictionary* turns a site's activation vector into features. The package's starter pack has
+# a sparse autoencoder (SAE) for the residual stream after layer 12: 1536 features, about 32 of
+# them on at each token, with automatic labels and a precomputed index of top examples (notebook
+# 02 explains SAEs, transcoders and neurons, and trains one). The panel colours the prompt by the
+# selected feature; click a token to list its strongest features, click a feature to open its
+# dashboard (examples, histogram, promoted tokens).
 
 # %%
-neurons = iw.neuron_basis(model, [12])[12]   # 1536 features: mlp_in.12 -> mlp_out.12
-index = iw.scan(model, neurons, iw.Corpus.default(), max_tokens=2048, seq_len=64, progress=False)
-features = iw.FeaturePanel(model, neurons, prompt="The Eiffel Tower is in the city of Paris", index=index)
+sae = iw.load_dictionary("starter/resid_post.12", model=model)   # its corpus index loads with it
+features = iw.FeaturePanel(model, sae, prompt="The Eiffel Tower is in the city of Paris")
 # the panel starts on the last token; its list is the activations' own top features there
 top = features.acts.top_features(-1, k=features.k)["feature"].tolist()
 assert features.error == "" and [r["feature"] for r in features.token_features] == top
+assert 28 <= features.acts.quality()["l0"].iloc[0] <= 32 and features.card["examples"]
 features
 
 # %% [markdown]
@@ -85,11 +86,12 @@ steering
 # features, error terms and output logits; an edge is the direct linear effect of one node on
 # another. For `The opposite of "small" is "` the model's top answer is `large` (probability
 # about 0.24). Drag the pruning slider, hover nodes, shift-click several and group them into a
-# supernode. (Without the starter pack of trained transcoders, `attribute` uses the model's own
-# MLP neurons; notebook 04 explains the difference.)
+# supernode. `attribute` replaces each MLP by the starter pack's trained transcoder for that layer
+# (what it misses becomes an error node); notebook 04 explains graphs, pruning and their scores.
 
 # %%
 graph = iw.attribute(model, 'The opposite of "small" is "', max_feature_nodes=64, max_n_logits=5)
+assert graph.metadata["transcoders"] == "starter transcoders"
 answer = graph.targets.sort_values("probability").iloc[-1]
 assert answer["token"] == "large" and abs(answer["probability"] - 0.24) < 0.03, answer
 circuit = iw.CircuitView(graph)

@@ -181,14 +181,13 @@ again
 # section 2 are an exact but dense one; train sparse ones for several layers at once with
 # `iw.train_transcoders(model, [3, 4, 5], corpus, n_features=1024, k=32)`. The package's
 # starter pack holds trained transcoders for all 30 layers and SAEs for SmolLM2 (built by
-# `scripts/build_starter_pack.py`); when it is not installed, loading it says how to build it.
+# `scripts/build_starter_pack.py`; its README lists how each was trained and how well it
+# reconstructs).
 
 # %%
-try:
-    starter = iw.load_transcoders("starter", model=model)
-    print(starter)
-except iw.errors.DictionaryError as e:
-    print(e)
+starter = iw.load_transcoders("starter", model=model)
+assert starter.layers == list(range(30)) and str(starter[12].out_site) == "mlp_out.12"
+starter, starter[12]
 
 # %% [markdown]
 # ## Exercises
