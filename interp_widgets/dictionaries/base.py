@@ -632,20 +632,25 @@ def _build_from_config(kind: Any, cfg: Mapping[str, Any], weights: Mapping[str, 
     return d
 
 
-def load_state(d: nn.Module, weights: dict[str, Tensor], *, where: str) -> None:
-    """Load tensors into a dictionary, checking names and shapes (errors name both sides)."""
+def load_state(d: nn.Module, weights: dict[str, Tensor], *, where: str,
+               config: str = "the config") -> None:
+    """Load tensors into a dictionary, checking names and shapes (errors name both sides).
+
+    ``config`` names what the weights were checked against (a file in another format, say).
+    """
     own = d.state_dict()
     missing = [k for k in own if k not in weights]
     unexpected = [k for k in weights if k not in own]
     if missing or unexpected:
         raise DictionaryError(
-            f"{where}: weights do not match the config (missing: {missing or 'none'}; "
-            f"unexpected: {unexpected or 'none'})"
+            f"{where}: tensors do not match {config} (missing: {', '.join(missing) or 'none'}; "
+            f"unexpected: {', '.join(unexpected) or 'none'})"
         )
     for k, v in weights.items():
         if tuple(v.shape) != tuple(own[k].shape):
             raise DictionaryError(
-                f"{where}: tensor {k} has shape {tuple(v.shape)} but the config implies "
+                f"{where}: tensor {k} has shape {tuple(v.shape)} but {config} implies "
                 f"{tuple(own[k].shape)}"
             )
-    d.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in weights.items()})
+    d.load_state_dict({k: (v.float() if v.is_floating_point() else v).contiguous()
+                       for k, v in weights.items()})

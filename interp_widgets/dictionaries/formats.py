@@ -48,6 +48,7 @@ from .base import (
     Transcoder,
     TranscoderSet,
     load_ours,
+    load_state,
     read_labels,
     same_model_name,
 )
@@ -693,21 +694,7 @@ def save_circuit_tracer(tset: TranscoderSet, folder: str | Path, *, model_name: 
 
 # ----------------------------------------------------------------------------- helpers
 def _load_checked(d: Dictionary, weights: dict[str, Tensor], *, where: str, config: str) -> None:
-    own = d.state_dict()
-    missing = [k for k in own if k not in weights]
-    unexpected = [k for k in weights if k not in own]
-    if missing or unexpected:
-        raise DictionaryError(
-            f"{where}: tensors do not match {config} (missing: {', '.join(missing) or 'none'}; "
-            f"unexpected: {', '.join(unexpected) or 'none'})"
-        )
-    for k, v in weights.items():
-        if tuple(v.shape) != tuple(own[k].shape):
-            raise DictionaryError(
-                f"{where}: tensor {k} has shape {tuple(v.shape)} but {config} implies "
-                f"{tuple(own[k].shape)}"
-            )
-    d.load_state_dict({k: v.float().contiguous() for k, v in weights.items()})
+    load_state(d, weights, where=where, config=config)
 
 
 __all__ = [
