@@ -45,6 +45,7 @@ class DictionarySpec:
     out_site: Site
     n_features: int
     k: int
+    skip: bool = False  # transcoders: also learn a linear skip ``x @ W_skip`` (a "skip transcoder")
 
     @property
     def kind(self) -> str:
@@ -56,9 +57,10 @@ class DictionarySpec:
         return cls(name or str(s), s, s, int(n_features), int(k))
 
     @classmethod
-    def transcoder(cls, layer: int, n_features: int, k: int, name: str | None = None) -> DictionarySpec:
+    def transcoder(cls, layer: int, n_features: int, k: int, name: str | None = None, *,
+                   skip: bool = False) -> DictionarySpec:
         return cls(name or f"transcoder.{layer}", Site("mlp_in", layer), Site("mlp_out", layer),
-                   int(n_features), int(k))
+                   int(n_features), int(k), bool(skip))
 
 
 @dataclass(frozen=True)
@@ -117,6 +119,8 @@ class TopKTrainee(nn.Module):
         self.W_enc = nn.Parameter(W_enc.contiguous())
         self.b_enc = nn.Parameter(torch.zeros(n))
         self.b_dec = nn.Parameter(torch.zeros(d_out))
+        # the skip starts at zero: the sparse code is learned first, the linear part alongside
+        self.W_skip = nn.Parameter(torch.zeros(d_in, d_out)) if spec.skip else None
         self.register_buffer("in_scale", torch.tensor(0.0))
         self.register_buffer("out_scale", torch.tensor(0.0))
         self.register_buffer("since_fired", torch.zeros(n, dtype=torch.long))
@@ -144,6 +148,8 @@ class TopKTrainee(nn.Module):
     def loss(self, x: Tensor, y: Tensor, cfg: TrainConfig) -> tuple[Tensor, dict[str, float]]:
         pre, vals, idx = self.encode_topk(x)
         recon = self.decode_sparse(vals, idx) + self.b_dec
+        if self.W_skip is not None:
+            recon = recon + x @ self.W_skip
         err = y - recon
         mse = err.pow(2).sum(-1).mean()
         total_var = (y - y.mean(0)).pow(2).sum(-1).mean().clamp_min(1e-12)
@@ -182,7 +188,8 @@ class TopKTrainee(nn.Module):
     def export(self, model_name: str, extra: Mapping[str, Any]) -> SAE:
         """An ``SAE`` / ``Transcoder`` in model units (the scales folded into the weights).
 
-        encode: ``(x s_in) W + b = x (s_in W) + b``; decode: ``(f W_dec + b_dec) / s_out``.
+        encode: ``(x s_in) W + b = x (s_in W) + b``; decode: ``(f W_dec + b_dec) / s_out``;
+        skip: ``(x s_in) W_skip / s_out = x (W_skip s_in / s_out)``.
         """
         s_in, s_out = float(self.in_scale), float(self.out_scale)
         spec = self.spec
@@ -193,8 +200,11 @@ class TopKTrainee(nn.Module):
         if spec.kind == "sae":
             d: SAE = SAE(site=spec.site, **common)
         else:
-            d = Transcoder(site=spec.site, out_site=spec.out_site, d_out=self.W_dec.shape[1], **common)
+            d = Transcoder(site=spec.site, out_site=spec.out_site, d_out=self.W_dec.shape[1],
+                           skip=self.W_skip is not None, **common)
         with torch.no_grad():
+            if self.W_skip is not None:
+                d.W_skip.copy_(self.W_skip * (s_in / s_out))
             d.W_enc.copy_(self.W_enc * s_in)
             d.b_enc.copy_(self.b_enc)
             d.W_dec.copy_(self.W_dec / s_out)
@@ -486,10 +496,14 @@ def train_sae(model: Any, site: str | Site, corpus: Corpus, *, n_features: int =
 
 
 def train_transcoders(model: Any, layers: Sequence[int] | None, corpus: Corpus, *,
-                      n_features: int = 1024, k: int = 32, max_tokens: int = 1_000_000,
+                      n_features: int = 1024, k: int = 32, skip: bool = False,
+                      max_tokens: int = 1_000_000,
                       checkpoint_dir: str | Path | None = None, progress: bool = True,
                       **config: Any) -> TranscoderSet:
     """Train TopK transcoders ``mlp_in.L -> mlp_out.L`` for ``layers`` (all if ``None``) at once.
+
+    ``skip=True`` adds a learned linear skip ``mlp_in @ W_skip`` (skip transcoders: the MLP's
+    linear part goes there, the features model the rest; attribution treats it as a linear path).
 
         >>> tcs = iw.train_transcoders(model, [0, 1], iw.Corpus.default(), n_features=512, k=16)
         >>> tcs[1].out_site
@@ -499,7 +513,7 @@ def train_transcoders(model: Any, layers: Sequence[int] | None, corpus: Corpus, 
     for L in layers:
         model.site(Site("mlp_in", L))
     cfg = TrainConfig(max_tokens=max_tokens, **config)
-    specs = [DictionarySpec.transcoder(L, n_features, k) for L in layers]
+    specs = [DictionarySpec.transcoder(L, n_features, k, skip=skip) for L in layers]
     dicts, report = train_dictionaries(model, specs, corpus, config=cfg,
                                        checkpoint_dir=checkpoint_dir, progress=progress)
     tcs = {sp.site.layer: dicts[sp.name] for sp in specs}

@@ -7,7 +7,11 @@ import torch
 
 import interp_widgets as iw
 from interp_widgets.analysis.scan import (
-    FeatureIndex, auto_labels, save_index_set, scan, scan_many,
+    FeatureIndex,
+    auto_labels,
+    save_index_set,
+    scan,
+    scan_many,
 )
 from interp_widgets.corpus import Corpus
 from interp_widgets.dictionaries.base import SAE

@@ -9,7 +9,12 @@ import interp_widgets as iw
 from interp_widgets.corpus import Corpus
 from interp_widgets.dictionaries.base import SAE, Transcoder, TranscoderSet
 from interp_widgets.dictionaries.train import (
-    DictionarySpec, ShuffleBuffer, TrainConfig, _splice_losses, evaluate, train_dictionaries,
+    DictionarySpec,
+    ShuffleBuffer,
+    TrainConfig,
+    _splice_losses,
+    evaluate,
+    train_dictionaries,
 )
 from interp_widgets.errors import DictionaryError, SiteError
 from interp_widgets.models.sites import Site
@@ -50,6 +55,49 @@ def test_topk_sae_recovers_planted_sparse_directions():
     fvu = (x - sae.reconstruct(x)).pow(2).sum() / (x - x.mean(0)).pow(2).sum()
     assert fvu < 0.2
     assert report.stopped_by == "corpus_end" and report.tokens > 50_000
+
+
+def test_skip_transcoder_learns_the_linear_part_and_planted_features():
+    # y = x @ A (a dense linear map) + sparse planted features of x's own code: the skip must
+    # take the linear part (A, in model units after the scales are folded back) and the
+    # features the sparse rest; without the skip the same budget leaves much more unexplained
+    g = torch.Generator().manual_seed(3)
+    d, m, active = 32, 48, 3
+    A = torch.randn(d, d, generator=g) * 0.3
+    truth = torch.randn(m, d, generator=g)
+    truth /= truth.norm(dim=-1, keepdim=True)
+    src, dst = Site("mlp_in", 0), Site("mlp_out", 0)
+
+    def stream(seed=1, n=300, rows=256):
+        gg = torch.Generator().manual_seed(seed)
+        for _ in range(n):
+            x = torch.randn(rows, d, generator=gg) * 2.0
+            idx = torch.rand(rows, m, generator=gg).argsort(-1)[:, :active]
+            coef = torch.zeros(rows, m).scatter_(1, idx, torch.rand(rows, active, generator=gg) + 0.5)
+            yield {src: x, dst: 5.0 * (x @ A + coef @ truth)}
+
+    def fit(skip):
+        cfg = TrainConfig(max_tokens=10**9, batch_size=2, seq_len=129, lr=3e-3, warmup_steps=20,
+                          buffer_batches=2, dead_tokens=5_000, seed=0)
+        spec = DictionarySpec.transcoder(0, 96, 3, skip=skip)
+        dicts, _ = train_dictionaries(None, [spec], None, config=cfg, activations=stream(),
+                                      d_model=d, progress=False)
+        return dicts["transcoder.0"]
+
+    tc = fit(True)
+    assert isinstance(tc, Transcoder) and tc.W_skip is not None
+    rel = (tc.W_skip - 5.0 * A).norm() / (5.0 * A).norm()
+    assert rel < 0.15, rel
+    rows = next(stream(seed=99, n=1))
+    x, y = rows[src], rows[dst]
+
+    def fvu(t):
+        with torch.no_grad():
+            return float((y - t.reconstruct(x)).pow(2).sum() / (y - y.mean(0)).pow(2).sum())
+
+    plain = fit(False)
+    assert plain.W_skip is None
+    assert fvu(tc) < 0.1 and fvu(tc) < 0.5 * fvu(plain), (fvu(tc), fvu(plain))
 
 
 def test_random_directions_are_not_recovered_without_training():
