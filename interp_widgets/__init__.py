@@ -27,6 +27,7 @@ _LAZY: dict[str, str] = {
     "ActivationCache": "interp_widgets.models",
     # bottom-level helpers
     "Corpus": "interp_widgets.corpus",
+    "check_exercises": "interp_widgets.exercises",
     # dictionaries
     "SAE": "interp_widgets.dictionaries",
     "Transcoder": "interp_widgets.dictionaries",

@@ -124,13 +124,7 @@ def check_2(answer):
 
 
 CHECKS = {1: (check_1, " Rome", " Paris"), 2: (check_2, int((graph.nodes["kind"] == "logit").sum()), 0)}
-for n, (check, _solution, _wrong) in CHECKS.items():
-    given = globals().get(f"answer_{n}", ...)
-    if given is ...:
-        print(f"exercise {n}: not answered yet")
-    else:
-        check(given)
-        print(f"exercise {n}: correct")
+iw.check_exercises(CHECKS, globals())
 
 # %% [markdown]
 # **Next:** `02_features` (what a feature is, dictionaries, training your own SAE),

@@ -230,10 +230,4 @@ def check_3(answer):
 
 CHECKS = {1: (check_1, on_at_paris, on_at_paris + 16), 2: (check_2, tokyo_lowest, " summer" if tokyo_lowest != " summer" else " week"),
           3: (check_3, "saelens", "interp_widgets")}
-for n, (check, _solution, _wrong) in CHECKS.items():
-    given = globals().get(f"answer_{n}", ...)
-    if given is ...:
-        print(f"exercise {n}: not answered yet")
-    else:
-        check(given)
-        print(f"exercise {n}: correct")
+iw.check_exercises(CHECKS, globals())

@@ -207,10 +207,4 @@ def check_3(answer):
 CHECKS = {1: (check_1, best, 256),
           2: (check_2, iw.Steer(france, -1.0, mode="scale", positions=slice(1, None)), iw.Steer(france, -1.0, mode="scale")),
           3: (check_3, flipped_top, " Paris")}
-for n, (check, _solution, _wrong) in CHECKS.items():
-    given = globals().get(f"answer_{n}", ...)
-    if given is ...:
-        print(f"exercise {n}: not answered yet")
-    else:
-        check(given)
-        print(f"exercise {n}: correct")
+iw.check_exercises(CHECKS, globals())

@@ -229,10 +229,4 @@ def check_3(answer):
 
 CHECKS = {1: (check_1, pruned.n_nodes, graph.n_nodes), 2: (check_2, top_position_token, " of" if top_position_token != " of" else " city"),
           3: (check_3, kept_errors, kept_errors + 30)}
-for n, (check, _solution, _wrong) in CHECKS.items():
-    given = globals().get(f"answer_{n}", ...)
-    if given is ...:
-        print(f"exercise {n}: not answered yet")
-    else:
-        check(given)
-        print(f"exercise {n}: correct")
+iw.check_exercises(CHECKS, globals())
