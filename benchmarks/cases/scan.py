@@ -5,6 +5,9 @@ us: an SAE at the LAST layer (``resid_post.29``), so stopping the trace early sa
 the ratio shows our whole overhead (nnsight trace, encoding, streaming top-k, histograms).
 The baseline iterates the same packed batches from the same Corpus (tokenization included on
 both sides) and runs ``model.hf(input_ids)``; it computes no features at all.
+A plain forward includes the LM head (49,152 x 576 on SmolLM2), which a scan never needs, so a
+third, stricter row compares against the transformer body alone (``model.hf.model``, no LM head):
+that is the ratio to read for our overhead.
 Uses the starter SAE for resid_post.24 shape if present, else ``SAE.random`` (width 1536, k 32).
 
     python -m benchmarks scan            # full (8 batches of 8 x 128 tokens)
@@ -34,7 +37,7 @@ def run(quick: bool) -> list[dict]:
         sae = iw.SAE.random(d_in=model.d_model, n_features=1536, site=site, architecture="topk", k=32,
                             seed=0, metadata={"model": model.name})
 
-        def ours() -> Any:
+        def ours(sae: Any = sae) -> Any:
             return scan(model, sae, corpus, max_tokens=tokens, batch_size=batch, seq_len=seq,
                         top_k=8, window=16, progress=False)
 
@@ -48,7 +51,25 @@ def run(quick: bool) -> list[dict]:
                     repeats=1 if quick else 3, warmup=0 if quick else 1, units=tokens,
                     unit_name="tokens",
                     notes="baseline: plain HF forward of the same packed batches, no features")
+        r["target"] = ">= 0.85x tokens/s"
+        r["ok"] = r["throughput_ratio"] >= 0.85
         out.append(r)
+        if site == "resid_post.29":
+            body = getattr(model.hf, "model", None)
+
+            def body_only(body: Any = body) -> Any:
+                with torch.no_grad():
+                    for ids in corpus.token_batches(model.tokenizer, batch_size=batch, seq_len=seq,
+                                                    max_tokens=tokens):
+                        body(input_ids=ids)
+
+            if body is not None:
+                out.append(compare(f"scan {site} vs body-only forward (no LM head) {n_batches}x{batch}x{seq}",
+                                   ours=ours, baseline=body_only, repeats=1 if quick else 3,
+                                   warmup=0 if quick else 1, units=tokens, unit_name="tokens",
+                                   notes="stricter baseline: the transformer body without the LM head"))
+                out[-1]["target"] = ">= 0.85x tokens/s (stricter than asked)"
+                out[-1]["ok"] = out[-1]["throughput_ratio"] >= 0.85
     return out
 
 
