@@ -7,6 +7,12 @@ and the browser prunes, hovers and zooms without asking the kernel.
     >>> view = iw.CircuitView(graph)                    # graph = iw.attribute(model, prompt, transcoders)
     >>> view.node_threshold = 0.6                        # prune from Python (or with the slider)
     >>> view.selected = [view.node_ids[5], view.node_ids[9]]; view.group("my supernode")
+
+The two sliders are a display filter, instant in the browser: nodes by cumulative |influence|
+(embeddings, logits, pinned and selected nodes always show), then edges between visible nodes by
+cumulative |weight|. ``graph.prune(node_threshold, edge_threshold)`` is the paper's pruning
+(edge-influence scores on the node-pruned graph, dangling nodes dropped) and gives a smaller
+graph to save or show: ``iw.CircuitView(graph.prune(0.8, 0.98))``.
 """
 
 from __future__ import annotations
