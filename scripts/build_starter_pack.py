@@ -39,7 +39,10 @@ import interp_widgets as iw  # noqa: E402
 from interp_widgets.corpus import Corpus, html_to_text  # noqa: E402
 from interp_widgets.dictionaries.base import TranscoderSet, load_ours  # noqa: E402
 from interp_widgets.dictionaries.train import (  # noqa: E402
-    DictionarySpec, TrainConfig, evaluate, train_dictionaries,
+    DictionarySpec,
+    TrainConfig,
+    evaluate,
+    train_dictionaries,
 )
 from interp_widgets.files import atomic_write_json, atomic_write_text  # noqa: E402
 
@@ -209,7 +212,7 @@ def generate_texts(model, build: Path, seed: int, minutes: float) -> None:
         with torch.no_grad():
             gen = model.hf.generate(**enc, max_new_tokens=64, do_sample=True, temperature=0.8,
                                     top_p=0.95, pad_token_id=tok.pad_token_id)
-        for p, row in zip(batch, gen[:, enc["input_ids"].shape[1]:]):
+        for p, row in zip(batch, gen[:, enc["input_ids"].shape[1]:], strict=True):
             text = tok.decode(row, skip_special_tokens=True).strip()
             if text:
                 records.append({"text": text, "source": "smollm2-generated", "prompt": p})
@@ -282,12 +285,16 @@ def main() -> None:
     ap.add_argument("--model", default=None, help="model to build for (default: the embedded SmolLM2)")
     ap.add_argument("--out", default=str(ROOT / "interp_widgets" / "data" / "starter"))
     ap.add_argument("--build-dir", default=str(ROOT / "starter_build"))
-    ap.add_argument("--tc-width", type=int, default=1024)
+    ap.add_argument("--tc-width", type=int, default=768)
     ap.add_argument("--sae-width", type=int, default=1536)
     ap.add_argument("--k", type=int, default=32)
+    ap.add_argument("--no-skip", dest="skip", action="store_false",
+                    help="plain transcoders (default: skip transcoders with a linear W_skip)")
     ap.add_argument("--sae-layers", default="6,12,18,24")
     ap.add_argument("--max-tokens", type=int, default=3_000_000)
-    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--resample-every", type=int, default=100,
+                    help="steps between dead-feature resamplings (0: AuxK only)")
     ap.add_argument("--eval-tokens", type=int, default=16_384)
     ap.add_argument("--ce-batches", type=int, default=1,
                     help="held-out batches for each dictionary's own CE splice (2 forwards each)")
@@ -298,6 +305,7 @@ def main() -> None:
     ap.add_argument("--window", type=int, default=16)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--machine-note", default="", help="how the machine was shared, for metrics.json")
     ap.add_argument("--no-default-corpus", action="store_true",
                     help="do not rewrite the packaged Corpus.default() sample")
     args = ap.parse_args()
@@ -325,7 +333,7 @@ def main() -> None:
     train, held_out = corpus.split(every=20)
 
     sae_layers = [int(x) for x in args.sae_layers.split(",") if x.strip() and int(x) < model.n_layers]
-    specs = [DictionarySpec.transcoder(L, args.tc_width, args.k) for L in range(model.n_layers)]
+    specs = [DictionarySpec.transcoder(L, args.tc_width, args.k, skip=args.skip) for L in range(model.n_layers)]
     specs += [DictionarySpec.sae(f"resid_post.{L}", args.sae_width, args.k) for L in sae_layers]
 
     # ---- train (resumes from starter_build/ckpt)
@@ -335,7 +343,7 @@ def main() -> None:
         train_minutes = max(1.0, args.budget_minutes - spent - args.reserve_minutes)
         log(f"train: {len(specs)} dictionaries, budget {train_minutes:.1f} min, max {args.max_tokens:,} tokens")
         cfg = TrainConfig(max_tokens=args.max_tokens, budget_minutes=train_minutes, lr=args.lr,
-                          seed=args.seed, checkpoint_every_s=240)
+                          seed=args.seed, checkpoint_every_s=240, resample_every=args.resample_every)
         dicts, report = train_dictionaries(model, specs, train, config=cfg,
                                            checkpoint_dir=build / "ckpt", progress=True)
         log(f"train: {report}")
@@ -352,7 +360,8 @@ def main() -> None:
     t = time.time()
     tcs = {sp.site.layer: load_ours(build / "trained" / sp.name) for sp in specs if sp.kind == "transcoder"}
     tset = TranscoderSet(tcs, name="starter transcoders", metadata={
-        "model": model.name, "tokens_seen": trained["tokens"], "k": args.k, "width": args.tc_width})
+        "model": model.name, "tokens_seen": trained["tokens"], "k": args.k, "width": args.tc_width,
+        "skip": args.skip})
     tset.save(pack / "transcoders", dtype=torch.float16)
     for sp in specs:
         if sp.kind == "sae":
@@ -410,7 +419,7 @@ def main() -> None:
         "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch_threads": args.threads,
                     "torch": torch.__version__, "load_average_at_end": list(os.getloadavg()),
-                    "note": "a 2-core machine shared with other jobs; the build ran under nice -n 5"},
+                    "note": args.machine_note},
         "command": " ".join(sys.argv),
         "commands": (build / "commands.txt").read_text(encoding="utf-8").splitlines(),
         "corpus": {"sources": list(corpus.sources), "held_out": "every 20th document",
@@ -423,9 +432,13 @@ def main() -> None:
                      "seconds": round(trained["seconds"], 1), "stopped_by": trained["stopped_by"],
                      "tokens_per_s": round(trained["tokens"] / max(trained["seconds"], 1e-9), 1),
                      "architecture": "topk", "k": args.k, "transcoder_width": args.tc_width,
+                     "transcoder_skip": args.skip,
                      "sae_width": args.sae_width, "sae_layers": sae_layers, "lr": args.lr,
                      "batch": f"{8} x {128} tokens, position 0 dropped", "seed": args.seed,
-                     "aux_loss": "AuxK (k_aux 256, coef 1/32), dead after 100k tokens"},
+                     "aux_loss": "AuxK (k_aux 256, coef 1/32), dead after 100k tokens"
+                                 + (f"; dead features resampled every {args.resample_every} steps "
+                                    f"(before the lr decay)" if args.resample_every else ""),
+                     "resample_every": args.resample_every},
         "summary": summary,
         "per_dictionary": {k: v for k, v in metrics.items() if isinstance(v, dict)},
         "clean_loss": metrics.get("clean_loss"),
@@ -494,7 +507,8 @@ Commands (in order; a resumed build skips the stages already done):
 ## Contents
 
 - `transcoders/`: TopK transcoders `mlp_in.L -> mlp_out.L` for every layer (width
-  {tr['transcoder_width']}, k {tr['k']}), fp16, our format (`iw.load_transcoders("starter")`).
+  {tr['transcoder_width']}, k {tr['k']}{', with a linear skip `W_skip` (skip transcoders)' if tr.get('transcoder_skip') else ''}),
+  fp16, our format (`iw.load_transcoders("starter")`).
 - `saes/resid_post.L/`: TopK residual-stream SAEs at layers {tr['sae_layers']} (width
   {tr['sae_width']}, k {tr['k']}) (`iw.load_dictionary("starter/resid_post.12")`).
 - `labels.json` beside each dictionary: automatic labels for the live features from their

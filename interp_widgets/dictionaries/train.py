@@ -78,6 +78,10 @@ class TrainConfig:
     aux_k: int = 256
     aux_coef: float = 1 / 32
     dead_tokens: int = 100_000  # a feature silent for this many tokens counts as dead
+    # every this many steps (0: never), re-initialise dead features towards inputs the dictionary
+    # reconstructs worst (Bricken et al. 2023 resampling; AuxK alone lets some die in short runs);
+    # not during the final lr decay
+    resample_every: int = 0
     seed: int = 0
     checkpoint_every_s: float = 300.0
 
@@ -124,6 +128,7 @@ class TopKTrainee(nn.Module):
         self.register_buffer("in_scale", torch.tensor(0.0))
         self.register_buffer("out_scale", torch.tensor(0.0))
         self.register_buffer("since_fired", torch.zeros(n, dtype=torch.long))
+        self.resampled = 0  # features re-initialised in this process (not checkpointed)
 
     @property
     def initialised(self) -> bool:
@@ -172,8 +177,48 @@ class TopKTrainee(nn.Module):
             aux = torch.nan_to_num(aux, nan=0.0)
             loss = loss + cfg.aux_coef * aux
         stats = {"fvu": float((mse / total_var).detach()), "l0": float((vals > 0).sum(-1).float().mean()),
-                 "dead": n_dead / self.spec.n_features, "aux": float(aux.detach())}
+                 "dead": n_dead / self.spec.n_features, "aux": float(aux.detach()),
+                 "resampled": float(self.resampled)}
         return loss, stats
+
+    @torch.no_grad()
+    def resample_dead(self, x: Tensor, y: Tensor, opt: torch.optim.Optimizer, cfg: TrainConfig,
+                      generator: torch.Generator) -> int:
+        """Re-initialise dead features from this batch (training units); returns how many.
+
+        Each dead feature gets the normalised residual error ``y - recon`` of an input drawn with
+        probability ~ its squared error as decoder row, that input's normalised ``x`` times the
+        mean live encoder norm as encoder column, bias 0, and fresh Adam moments.
+        """
+        dead = self.since_fired > cfg.dead_tokens
+        ids = dead.nonzero().squeeze(1)
+        n = int(ids.numel())
+        if n == 0 or x.shape[0] == 0:
+            return 0
+        _, vals, idx = self.encode_topk(x)
+        recon = self.decode_sparse(vals, idx) + self.b_dec
+        if self.W_skip is not None:
+            recon = recon + x @ self.W_skip
+        err = y - recon
+        weight = err.pow(2).sum(-1)
+        if not bool(weight.sum() > 0):
+            return 0
+        pick = torch.multinomial(weight / weight.sum(), n, replacement=n > x.shape[0], generator=generator)
+        e = err[pick]
+        self.W_dec[ids] = e / e.norm(dim=-1, keepdim=True).clamp_min(1e-8)
+        live = ~dead
+        scale = self.W_enc[:, live].norm(dim=0).mean() if bool(live.any()) else torch.tensor(1.0)
+        xi = x[pick]
+        self.W_enc[:, ids] = (xi / xi.norm(dim=-1, keepdim=True).clamp_min(1e-8) * scale).T
+        self.b_enc[ids] = 0.0
+        self.since_fired[ids] = 0
+        for param, where in ((self.W_dec, (ids,)), (self.W_enc, (slice(None), ids)), (self.b_enc, (ids,))):
+            st = opt.state.get(param)
+            if st and "exp_avg" in st:
+                st["exp_avg"][where] = 0.0
+                st["exp_avg_sq"][where] = 0.0
+        self.resampled += n
+        return n
 
     @torch.no_grad()
     def constrain_decoder(self, before_step: bool) -> None:
@@ -425,6 +470,11 @@ def train_dictionaries(model: Any, specs: Sequence[DictionarySpec], corpus: Corp
             opt.step()
             for t in trainees.values():
                 t.constrain_decoder(before_step=False)
+            if (cfg.resample_every and (int(state["steps"]) + 1) % cfg.resample_every == 0
+                    and progress_fraction(elapsed) < cfg.decay_start):
+                for t in trainees.values():
+                    t.resample_dead(out[t.spec.site] * t.in_scale, out[t.spec.out_site] * t.out_scale,
+                                    opt, cfg, g)
             n = next(iter(out.values())).shape[0]
             state["tokens"] += n
             state["steps"] += 1

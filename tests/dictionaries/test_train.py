@@ -100,6 +100,59 @@ def test_skip_transcoder_learns_the_linear_part_and_planted_features():
     assert fvu(tc) < 0.1 and fvu(tc) < 0.5 * fvu(plain), (fvu(tc), fvu(plain))
 
 
+def test_resampling_reinitialises_only_dead_features_from_high_error_inputs():
+    from interp_widgets.dictionaries.train import TopKTrainee
+
+    g = torch.Generator().manual_seed(0)
+    spec = DictionarySpec.transcoder(0, 40, 4, skip=True)
+    t = TopKTrainee(spec, 16, 16, g)
+    opt = torch.optim.Adam(t.parameters(), lr=1e-3)
+    x, y = torch.randn(64, 16, generator=g), torch.randn(64, 16, generator=g)
+    loss, _ = t.loss(x, y, TrainConfig())
+    loss.backward()
+    opt.step()
+    before = {k: v.detach().clone() for k, v in t.state_dict().items()}
+    cfg = TrainConfig(dead_tokens=1_000)
+    with torch.no_grad():
+        _, vals, idx = t.encode_topk(x)
+        err = y - (t.decode_sparse(vals, idx) + t.b_dec + x @ t.W_skip)
+    errs_before = err / err.norm(dim=-1, keepdim=True)
+    dead = torch.tensor([3, 17, 29])
+    t.since_fired[dead] = 5_000
+    assert t.resample_dead(x, y, opt, cfg, g) == 3 and t.resampled == 3
+    live = torch.ones(40, dtype=torch.bool)
+    live[dead] = False
+    # live features untouched; dead ones reset, unit decoder rows, encoder at the live mean norm
+    assert torch.equal(t.W_dec[live], before["W_dec"][live]) and torch.equal(t.W_enc[:, live], before["W_enc"][:, live])
+    assert not torch.allclose(t.W_dec[dead], before["W_dec"][dead])
+    torch.testing.assert_close(t.W_dec[dead].norm(dim=-1), torch.ones(3))
+    mean_norm = before["W_enc"][:, live].norm(dim=0).mean()
+    torch.testing.assert_close(t.W_enc[:, dead].norm(dim=0), mean_norm.expand(3))
+    assert (t.b_enc[dead] == 0).all() and (t.since_fired[dead] == 0).all()
+    # each new decoder row is the normalised residual error of one batch input (errors taken
+    # before the resampling, which is what it drew from)
+    cos = t.W_dec[dead] @ errs_before.T
+    torch.testing.assert_close(cos.max(dim=1).values, torch.ones(3))
+    assert opt.state[t.W_dec]["exp_avg"][dead].abs().sum() == 0
+    assert opt.state[t.W_enc]["exp_avg_sq"][:, dead].abs().sum() == 0
+    assert opt.state[t.W_dec]["exp_avg"][live].abs().sum() > 0
+    # nothing dead: nothing changes
+    assert t.resample_dead(x, y, opt, cfg, g) == 0
+
+
+def test_resampling_runs_inside_training_and_is_reported():
+    truth, site, stream = _planted_stream()
+    cfg = TrainConfig(max_tokens=10**9, batch_size=2, seq_len=129, lr=3e-3, warmup_steps=20,
+                      buffer_batches=2, dead_tokens=2_000, resample_every=10, seed=0)
+    # 400 features for 48 true ones: many die, and get resampled
+    dicts, report = train_dictionaries(None, [DictionarySpec.sae(site, 400, 3)], None, config=cfg,
+                                       activations=stream(), d_model=32, progress=False)
+    assert report.metrics[str(site)]["resampled"] > 0
+    sae = dicts[str(site)]
+    dec = sae.W_dec / sae.W_dec.norm(dim=-1, keepdim=True)
+    assert ((truth @ dec.T).max(dim=1).values > 0.9).float().mean() >= 0.8
+
+
 def test_random_directions_are_not_recovered_without_training():
     # the same metric on an untrained dictionary stays low: the planted test above can fail
     truth, _, _ = _planted_stream()
