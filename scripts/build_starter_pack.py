@@ -293,8 +293,8 @@ def main() -> None:
     ap.add_argument("--sae-layers", default="6,12,18,24")
     ap.add_argument("--max-tokens", type=int, default=3_000_000)
     ap.add_argument("--lr", type=float, default=3e-3)
-    ap.add_argument("--resample-every", type=int, default=100,
-                    help="steps between dead-feature resamplings (0: AuxK only)")
+    ap.add_argument("--resample-every", type=int, default=0,
+                    help="steps between dead-feature resamplings (default 0: AuxK only; see TrainConfig)")
     ap.add_argument("--eval-tokens", type=int, default=16_384)
     ap.add_argument("--ce-batches", type=int, default=1,
                     help="held-out batches for each dictionary's own CE splice (2 forwards each)")
