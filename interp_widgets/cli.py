@@ -12,10 +12,13 @@ import json
 import os
 import platform
 import secrets
+import shutil
 import socket
 import subprocess
 import sys
 from pathlib import Path
+
+from .files import atomic_write_json
 
 
 def _notebooks_dir() -> Path:
@@ -35,6 +38,39 @@ def jupyter_args(port: int, root: Path) -> list[str]:
         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
         *(["--allow-root"] if hasattr(os, "geteuid") and os.geteuid() == 0 else []),
     ]
+
+
+# Defaults we change for the demo server, as JupyterLab "overrides" (a user's own settings still
+# win). Comms over kernel subshells (the JupyterLab >= 4.4 default with ipykernel 7) run widget
+# messages on a second kernel thread, and under load some kernel -> browser widget updates never
+# reach the page (jupyterlab/jupyterlab#19719): keep widget comms on the main shell.
+DEMO_SETTINGS_OVERRIDES = {
+    "@jupyterlab/apputils-extension:kernels-settings": {"commsOverSubshells": "disabled"},
+}
+
+
+def demo_settings_dir() -> Path:
+    """A copy of the installed JupyterLab's app-settings folder (``<app dir>/settings``, if any)
+    with our :data:`DEMO_SETTINGS_OVERRIDES` merged into its ``overrides.json``."""
+    import tempfile
+
+    app_dir = Path(os.environ.get("JUPYTERLAB_DIR") or Path(sys.prefix) / "share" / "jupyter" / "lab")
+    installed = app_dir / "settings"
+    folder = Path(tempfile.mkdtemp(prefix="interp-widgets-lab-settings-"))
+    if installed.is_dir():
+        shutil.copytree(installed, folder, dirs_exist_ok=True)
+    merged: dict[str, dict] = {}
+    if (folder / "overrides.json").is_file():
+        try:
+            found = json.loads((folder / "overrides.json").read_text(encoding="utf-8"))
+            if isinstance(found, dict):
+                merged = {k: dict(v) for k, v in found.items() if isinstance(v, dict)}
+        except (OSError, ValueError):
+            pass  # an unreadable overrides file: ours alone
+    for plugin, values in DEMO_SETTINGS_OVERRIDES.items():
+        merged.setdefault(plugin, {}).update(values)
+    atomic_write_json(folder / "overrides.json", merged)
+    return folder
 
 
 def _port_is_free(port: int) -> bool:
@@ -76,9 +112,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return 2
     token = args.token or secrets.token_hex(16)
     url = f"http://127.0.0.1:{port}/lab/tree/{nb.name}?token={token}"
+    settings = demo_settings_dir()
     print(f"\n  interp_widgets demo: open {url}\n  (Ctrl-C stops the server)\n", flush=True)
     cmd = [sys.executable, "-m", "jupyter", "lab", *jupyter_args(port, root),
-           f"--IdentityProvider.token={token}", f"--LabApp.default_url=/lab/tree/{nb.name}"]
+           f"--IdentityProvider.token={token}", f"--LabApp.default_url=/lab/tree/{nb.name}",
+           f"--LabApp.app_settings_dir={settings}"]
     proc = subprocess.Popen(cmd)
     try:
         return proc.wait()
@@ -88,6 +126,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         except (KeyboardInterrupt, subprocess.TimeoutExpired):
             proc.kill()
             return 130
+    finally:
+        shutil.rmtree(settings, ignore_errors=True)
 
 
 INFO_PACKAGES = ["interp-widgets", "torch", "nnsight", "transformers", "anywidget", "ipywidgets",

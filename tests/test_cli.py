@@ -6,6 +6,7 @@ import json
 import os
 import queue
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -68,6 +69,34 @@ def test_info_json_is_machine_readable(tmp_path):
 @pytest.mark.smollm
 def test_info_reports_an_intact_cache(smollm):
     assert cli.info_dict()["default_model_cache"]["state"] == "ok"
+
+
+def test_demo_settings_keep_installed_overrides_and_disable_comm_subshells(tmp_path, monkeypatch):
+    app = tmp_path / "lab"
+    (app / "settings" / "overrides.d").mkdir(parents=True)
+    (app / "settings" / "overrides.json").write_text(json.dumps({
+        "@jupyterlab/apputils-extension:themes": {"theme": "JupyterLab Dark"},
+        "@jupyterlab/apputils-extension:kernels-settings": {"commsOverSubshells": "perComm", "other": 1},
+    }))
+    (app / "settings" / "overrides.d" / "pkg.json").write_text("{}")
+    monkeypatch.setenv("JUPYTERLAB_DIR", str(app))
+    folder = cli.demo_settings_dir()
+    try:
+        merged = json.loads((folder / "overrides.json").read_text())
+        assert merged["@jupyterlab/apputils-extension:themes"] == {"theme": "JupyterLab Dark"}
+        assert merged["@jupyterlab/apputils-extension:kernels-settings"] == {"commsOverSubshells": "disabled", "other": 1}
+        assert (folder / "overrides.d" / "pkg.json").is_file()
+        # the installed folder itself is untouched
+        assert "perComm" in (app / "settings" / "overrides.json").read_text()
+    finally:
+        shutil.rmtree(folder)
+    # a damaged overrides file: ours alone, no crash
+    (app / "settings" / "overrides.json").write_text("{not json")
+    folder = cli.demo_settings_dir()
+    try:
+        assert json.loads((folder / "overrides.json").read_text()) == cli.DEMO_SETTINGS_OVERRIDES
+    finally:
+        shutil.rmtree(folder)
 
 
 def test_demo_refuses_a_folder_without_the_quickstart(tmp_path):
@@ -143,6 +172,12 @@ def test_demo_starts_jupyterlab_with_the_quickstart(smollm):
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/contents/01_quickstart.ipynb?content=0&token={token}", timeout=5) as r:
             assert json.load(r)["name"] == "01_quickstart.ipynb"
         assert _get(f"http://127.0.0.1:{port}/api/contents") == 403
+        # widget comms stay on the main kernel shell (jupyterlab#19719): the server applies our
+        # overrides to the plugin's schema defaults, which the page reads
+        plugin = "@jupyterlab/apputils-extension:kernels-settings"
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/lab/api/settings/{plugin}?token={token}", timeout=5) as r:
+            schema = json.load(r)["schema"]
+        assert schema["properties"]["commsOverSubshells"]["default"] == "disabled"
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
