@@ -66,8 +66,7 @@ def _paris_feature(model):
     """Among starter features that fire on every Paris sentence and > 3x more than on any
     unrelated one, the one whose decoder direction most promotes " Paris" through the unembedding.
 
-    (The SAEs of this pack saw only ~330k tokens: their Paris-firing features are token-level,
-    so the late-layer transcoders are searched too; see the pack card.)
+    (The pack's SAEs and its late-layer transcoders are searched; see the pack card.)
     """
     pid = model.tokenizer(" Paris", add_special_tokens=False)["input_ids"][0]
     W_U = model.hf.lm_head.weight.detach()
@@ -88,7 +87,8 @@ def _paris_feature(model):
         promote = torch.where(ok, (W @ u) / W.norm(dim=-1), torch.full_like(paris, -float("inf")))
         for j in promote.topk(3).indices.tolist():
             if ok[j]:
-                best.append((d, j, float(paris[j]), float(promote[j]), float(other[j])))
+                best.append((d, j, float(paris[j].detach()), float(promote[j].detach()),
+                             float(other[j].detach())))
     assert best, "no starter feature separates Paris text from unrelated text"
     return sorted(best, key=lambda b: -b[3])[:20]  # the strongest Paris promoters
 
@@ -117,9 +117,11 @@ def test_a_paris_feature_fires_on_paris_and_steering_raises_paris(smollm):
         logits = getattr(logits, "value", logits)
         return float(torch.softmax(logits[0, -1].float(), -1)[paris_id])
 
-    # existence: at least one of them, pushed at 8x its activation on Paris text, clearly raises
-    # P(" Paris") (measured: 0.20 -> 0.43 for transcoder.29 #268)
+    # existence: at least one of them, pushed at 2-8x its activation on Paris text (the best dose
+    # per feature: too much overshoots), clearly raises P(" Paris")
+    # (measured on the 1.77M-token pack: 0.20 -> 0.62 for transcoder.25 #550 at 2x)
     base = p_paris(candidates[0][0], candidates[0][1], 0.0)
-    rises = [(d.name, f, p_paris(d, f, 8.0 * on_paris)) for d, f, on_paris, _, _ in candidates]
+    rises = [(d.name, f, max(p_paris(d, f, k * on_paris) for k in (2.0, 4.0, 8.0)))
+             for d, f, on_paris, _, _ in candidates]
     name, f, steered = max(rises, key=lambda r: r[2])
     assert steered > 1.5 * base and steered - base > 0.1, (base, rises)

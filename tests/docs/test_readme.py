@@ -36,3 +36,14 @@ def test_readme_quickstart_runs(smollm, monkeypatch):
     out = model.generate("The Eiffel Tower is in the city of", max_new_tokens=5)
     assert "Paris" in out[0]  # the comment in the README claims this continuation
     assert ns["cache"]["resid_post.12"].shape[-1] == model.d_model
+
+
+def test_readme_starter_pack_block_runs():
+    import interp_widgets as iw
+
+    block = next(b for b in _python_blocks() if 'load_transcoders("starter")' in b)
+    ns: dict = {"iw": iw}
+    exec(compile(block, str(README) + ":starter", "exec"), ns)
+    assert str(ns["sae"].site) == "resid_post.12" and ns["sae"].labels
+    assert ns["transcoders"].layers == list(range(30))
+    assert "STARTER_SUMMARY" not in README.read_text(encoding="utf-8")
