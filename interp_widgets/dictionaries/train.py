@@ -152,11 +152,16 @@ class TopKTrainee(nn.Module):
         # gathers k decoder rows per token instead of a dense [N, n] @ [n, d] product
         return F.embedding_bag(idx, self.W_dec, per_sample_weights=vals, mode="sum")
 
-    def loss(self, x: Tensor, y: Tensor, cfg: TrainConfig) -> tuple[Tensor, dict[str, float]]:
+    def forward_topk(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """``(pre, vals, idx, recon)``: the TopK code and the full reconstruction (+ skip)."""
         pre, vals, idx = self.encode_topk(x)
         recon = self.decode_sparse(vals, idx) + self.b_dec
         if self.W_skip is not None:
             recon = recon + x @ self.W_skip
+        return pre, vals, idx, recon
+
+    def loss(self, x: Tensor, y: Tensor, cfg: TrainConfig) -> tuple[Tensor, dict[str, float]]:
+        pre, vals, idx, recon = self.forward_topk(x)
         err = y - recon
         mse = err.pow(2).sum(-1).mean()
         total_var = (y - y.mean(0)).pow(2).sum(-1).mean().clamp_min(1e-12)
@@ -197,11 +202,7 @@ class TopKTrainee(nn.Module):
         n = int(ids.numel())
         if n == 0 or x.shape[0] == 0:
             return 0
-        _, vals, idx = self.encode_topk(x)
-        recon = self.decode_sparse(vals, idx) + self.b_dec
-        if self.W_skip is not None:
-            recon = recon + x @ self.W_skip
-        err = y - recon
+        err = y - self.forward_topk(x)[3]
         weight = err.pow(2).sum(-1)
         if not bool(weight.sum() > 0):
             return 0
