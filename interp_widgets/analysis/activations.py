@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..dictionaries.base import DEFAULT_SINK_RATIO, TranscoderSet, mark_sinks
+from ..dictionaries.base import DEFAULT_SINK_RATIO, flatten_dictionaries, mark_sinks
 from ..errors import DictionaryError, FeatureError, PromptError
 from ..files import atomic_save_safetensors, atomic_write_json, load_safetensors, read_json
 from ..models.sites import Site
@@ -448,42 +448,6 @@ class FeatureActivations:
 
 
 # ----------------------------------------------------------------------------- computing
-def _collect(dictionaries: Any) -> dict[str, Any]:
-    """Flatten a dictionary / TranscoderSet / list / {name: ...} into ``{name: dictionary}``."""
-    out: dict[str, Any] = {}
-
-    def add(name: str, d: Any) -> None:
-        if isinstance(d, TranscoderSet):
-            for layer, tc in d.transcoders.items():
-                add(f"{name}.{layer}" if name != d.name else tc.name, tc)
-            return
-        if hasattr(d, "as_dictionary") and not hasattr(d, "encode"):
-            d = d.as_dictionary()
-        if not (hasattr(d, "encode") and hasattr(d, "site") and hasattr(d, "n_features")):
-            raise DictionaryError(
-                f"{d!r} is not a dictionary: pass SAEs, transcoders, TranscoderSets, NeuronBases "
-                f"or Directions"
-            )
-        if name in out and out[name] is not d:
-            raise DictionaryError(
-                f"two dictionaries are both named {name!r}: pass a dict {{name: dictionary}} to "
-                f"name them apart"
-            )
-        out[name] = d
-
-    if isinstance(dictionaries, Mapping):
-        for key, d in dictionaries.items():
-            add(str(key), d)
-    elif isinstance(dictionaries, (list, tuple)):
-        for d in dictionaries:
-            add(d.name, d)
-    elif dictionaries is not None:
-        add(getattr(dictionaries, "name", "dictionary"), dictionaries)
-    if not out:
-        raise DictionaryError("no dictionaries given: pass an SAE, a TranscoderSet, or a list of them")
-    return out
-
-
 def _device_of(d: Any) -> torch.device:
     w = getattr(d, "W_dec", None)
     return w.device if isinstance(w, Tensor) else torch.device("cpu")
@@ -523,7 +487,7 @@ def feature_activations(model: Any, dictionaries: Any, prompts: str | Sequence[s
         raise PromptError(f"batch_size must be a positive int, got {batch_size!r}")
     if not (isinstance(sink_ratio, (int, float)) and sink_ratio > 1):
         raise PromptError(f"sink_ratio must be a number > 1, got {sink_ratio!r}")
-    dicts = _collect(dictionaries)
+    dicts = flatten_dictionaries(dictionaries)
     for d in dicts.values():
         if hasattr(d, "check_model"):
             d.check_model(model, check_name=check_name)

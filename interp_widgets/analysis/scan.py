@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 
 from ..corpus import Corpus
-from ..dictionaries.base import TranscoderSet
+from ..dictionaries.base import flatten_dictionaries
 from ..dictionaries.train import read_sites
 from ..errors import CorpusError, DictionaryError, FeatureError, GraphError, MemoryBudgetError
 from ..files import atomic_save_safetensors, atomic_write_json, load_safetensors, read_json
@@ -340,16 +340,6 @@ class _Accumulator:
 
 
 # ------------------------------------------------------------------------ the scan
-def _dictionaries(dictionaries: Any) -> dict[str, Any]:
-    if isinstance(dictionaries, TranscoderSet):
-        return {f"transcoder.{L}": tc for L, tc in dictionaries.items()}
-    if isinstance(dictionaries, Mapping):
-        return dict(dictionaries)
-    if isinstance(dictionaries, Sequence) and not isinstance(dictionaries, str):
-        return {d.name: d for d in dictionaries}
-    return {getattr(dictionaries, "name", "dictionary"): dictionaries}
-
-
 def scan_memory(model: Any, dictionaries: Any, *, max_tokens: int, batch_size: int, seq_len: int,
                 top_k: int, window: int) -> dict[str, int]:
     """Bytes a scan will hold at its peak, by part (what :func:`scan_many` checks before it starts).
@@ -357,7 +347,7 @@ def scan_memory(model: Any, dictionaries: Any, *, max_tokens: int, batch_size: i
         >>> sum(scan_memory(model, sae, max_tokens=100_000, batch_size=8, seq_len=128,
         ...                 top_k=20, window=24).values())
     """
-    dicts = _dictionaries(dictionaries)
+    dicts = flatten_dictionaries(dictionaries)
     widths = [int(d.n_features) for d in dicts.values()]
     n_max = max(widths, default=0)
     n_seq = max_tokens // max(seq_len, 1) + 1
@@ -412,9 +402,7 @@ def scan_many(model: Any, dictionaries: Any, corpus: Corpus, *, max_tokens: int 
     now) or None; the scan refuses with :class:`~interp_widgets.errors.MemoryBudgetError` before
     allocating anything when its estimate (:func:`scan_memory`) is larger.
     """
-    dicts = _dictionaries(dictionaries)
-    if not dicts:
-        raise DictionaryError("scan needs at least one dictionary")
+    dicts = flatten_dictionaries(dictionaries)  # refuses none / non-dictionaries, naming the fix
     if not isinstance(corpus, Corpus):
         raise CorpusError(f"corpus must be an iw.Corpus, got {type(corpus).__name__}")
     for name, v, lo in (("batch_size", batch_size, 1), ("seq_len", seq_len, 2), ("top_k", top_k, 1),

@@ -455,6 +455,56 @@ class TranscoderSet(Mapping[int, Any]):
         return f"TranscoderSet({self.name!r}, layers={_ranges(self.layers)}, n={len(self)})"
 
 
+def flatten_dictionaries(dictionaries: Any) -> dict[str, Any]:
+    """``{name: dictionary}`` from one dictionary, a TranscoderSet, a list / tuple or a mapping.
+
+    The one rule every panel and analysis uses to name what it was given: a mapping's keys; a
+    list's or a single dictionary's own ``name``; a TranscoderSet's transcoders by their own names
+    (``transcoder.12``), or ``<key>.<layer>`` under a mapping key other than the set's name.
+    Anything with ``as_dictionary()`` (a DirectionSet) is converted.
+
+        >>> flatten_dictionaries([sae6, sae12])          # {'starter/resid_post.6': ..., ...}
+        >>> flatten_dictionaries({"mine": sae, "tc": tset})  # {'mine': sae, 'tc.0': ..., ...}
+
+    Raises :class:`DictionaryError` for something that is not a dictionary, two different
+    dictionaries under one name, or nothing at all.
+    """
+    out: dict[str, Any] = {}
+
+    def add(name: str, d: Any) -> None:
+        if isinstance(d, TranscoderSet):
+            for layer, tc in d.transcoders.items():
+                add(f"{name}.{layer}" if name != d.name else tc.name, tc)
+            return
+        if hasattr(d, "as_dictionary") and not hasattr(d, "encode"):
+            d = d.as_dictionary()
+        if not (hasattr(d, "encode") and hasattr(d, "site") and hasattr(d, "n_features")):
+            raise DictionaryError(
+                f"{d!r} is not a dictionary: pass SAEs, transcoders, TranscoderSets, NeuronBases "
+                f"or Directions"
+            )
+        if name in out and out[name] is not d:
+            raise DictionaryError(
+                f"two dictionaries are both named {name!r}: pass a dict {{name: dictionary}} to "
+                f"name them apart"
+            )
+        out[name] = d
+
+    if isinstance(dictionaries, TranscoderSet):
+        add(dictionaries.name, dictionaries)
+    elif isinstance(dictionaries, Mapping) and not hasattr(dictionaries, "encode"):
+        for key, d in dictionaries.items():
+            add(str(key), d)
+    elif isinstance(dictionaries, (list, tuple)):
+        for d in dictionaries:
+            add(str(getattr(d, "name", "dictionary")), d)
+    elif dictionaries is not None:
+        add(str(getattr(dictionaries, "name", "dictionary")), dictionaries)
+    if not out:
+        raise DictionaryError("no dictionaries given: pass an SAE, a TranscoderSet, or a list of them")
+    return out
+
+
 #: A token is an attention sink if it is at position 0 or its residual norm exceeds this many times
 #: the median norm of its prompt's other tokens (SmolLM2: ~24,000 at position 0 vs ~150).
 DEFAULT_SINK_RATIO = 10.0

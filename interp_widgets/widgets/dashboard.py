@@ -17,42 +17,15 @@ from typing import Any
 
 import traitlets
 
-from ..dictionaries import Feature, TranscoderSet
+from ..dictionaries import Feature, flatten_dictionaries
 from ..errors import FeatureError
 from ._base import Panel, css, esm, guarded, model_lock
 from .selection import Selection
 
 
-def flatten_dictionaries(dictionaries: Any) -> dict[str, Any]:
-    """``{name: dictionary}`` from one dictionary, a TranscoderSet, a list or a mapping."""
-    out: dict[str, Any] = {}
-
-    def add(name: str, d: Any) -> None:
-        if isinstance(d, TranscoderSet):
-            for tc in d.transcoders.values():
-                add(tc.name, tc)
-            return
-        if hasattr(d, "as_dictionary") and not hasattr(d, "encode"):
-            d = d.as_dictionary()
-        if not hasattr(d, "n_features"):
-            raise FeatureError(f"{d!r} is not a dictionary: pass an SAE, transcoder, TranscoderSet or a list of them")
-        out[name] = d
-
-    if isinstance(dictionaries, Mapping) and not hasattr(dictionaries, "n_features"):
-        for k, d in dictionaries.items():
-            add(getattr(d, "name", str(k)), d)
-    elif isinstance(dictionaries, (list, tuple)):
-        for d in dictionaries:
-            add(d.name, d)
-    elif dictionaries is not None:
-        add(getattr(dictionaries, "name", "dictionary"), dictionaries)
-    if not out:
-        raise FeatureError("no dictionaries given: pass an SAE, a TranscoderSet, or a list of them")
-    return out
-
-
-def _index_for(index: Any, name: str) -> Any:
-    """The FeatureIndex for dictionary ``name``: given directly, in a mapping, or the starter pack's."""
+def _index_for(index: Any, name: str, *aliases: str) -> Any:
+    """The FeatureIndex for dictionary ``name`` (or one of its ``aliases``, e.g. the key a panel
+    knows it by): given directly, in a mapping, or the starter pack's."""
     if index is None:
         from ..analysis.scan import FeatureIndex
 
@@ -61,7 +34,7 @@ def _index_for(index: Any, name: str) -> Any:
         except Exception:  # noqa: BLE001 - no starter index for this dictionary: no examples
             return None
     if isinstance(index, Mapping):
-        return index.get(name)
+        return next((index[n] for n in (*aliases, name) if n in index), None)
     return index  # one index for one dictionary (feature_card checks the sizes agree)
 
 
@@ -80,8 +53,11 @@ def _effects(feature: Feature, model: Any, k: int) -> tuple[list[list[Any]], lis
 
 
 def feature_card(feature: Feature, *, index: Any = None, model: Any = None, k_examples: int = 8,
-                 k_tokens: int = 10) -> dict[str, Any]:
+                 k_tokens: int = 10, name: str | None = None) -> dict[str, Any]:
     """The JSON a dashboard shows for one feature (shared by FeatureDashboard and FeaturePanel).
+
+    ``index``: a FeatureIndex, a mapping of them (looked up by ``name``, the key the panel knows
+    the dictionary by, then by the dictionary's own name), or None for the starter pack's.
 
         >>> card = feature_card(sae[5], index=idx, model=model)
         >>> card["examples"][0]["tokens"], card["density"]
@@ -93,7 +69,7 @@ def feature_card(feature: Feature, *, index: Any = None, model: Any = None, k_ex
         "examples": [], "hist_edges": [], "hist_counts": [], "density": None,
         "mean_activation": None, "max_activation": None, "n_tokens": 0, "notes": [],
     }
-    idx = _index_for(index, d.name)
+    idx = _index_for(index, d.name, *([name] if name else []))
     if idx is not None and int(idx.n_features) != int(d.n_features):
         card["notes"].append(f"the index {idx.name!r} has {idx.n_features} features, not {d.n_features}: ignored")
         idx = None
@@ -190,7 +166,7 @@ class FeatureDashboard(Panel):
         feat = self.current  # validates the index (FeatureError names the range)
         lock = model_lock(self.model) if self.model is not None else nullcontext()
         with self.working(f"loading feature {feat.index}"), lock:
-            card = feature_card(feat, index=self.index, model=self.model)
+            card = feature_card(feat, index=self.index, model=self.model, name=self.dictionary_name)
         with self.hold_sync():
             self.card = card
             self._syncing_label = True

@@ -18,9 +18,10 @@ import numpy as np
 import traitlets
 
 from ..analysis.activations import FeatureActivations, feature_activations
+from ..dictionaries import flatten_dictionaries
 from ..errors import FeatureError
 from ._base import Panel, css, esm, guarded, model_lock, to_bytes
-from .dashboard import feature_card, flatten_dictionaries
+from .dashboard import feature_card
 from .selection import Selection
 
 
@@ -160,7 +161,8 @@ class FeaturePanel(Panel):
         feat = self.current  # raises FeatureError naming the range
         if feat is not None:
             with self.working(f"loading feature {feat.index}"), model_lock(self.model):
-                self.card = feature_card(feat, index=self.index, model=self.model) if self.show_dashboard else {}
+                self.card = (feature_card(feat, index=self.index, model=self.model, name=self.dictionary)
+                             if self.show_dashboard else {})
             if self.selection.feature != feat:
                 self.selection.feature = feat
         else:

@@ -26,10 +26,9 @@ from typing import Any
 import traitlets
 
 from ..analysis.steering import Steer, SteeringResult, steer, steering_sweep
-from ..dictionaries import Feature
+from ..dictionaries import Feature, flatten_dictionaries
 from ..errors import SteeringError
 from ._base import Panel, css, error_message, esm, guarded, model_lock, to_bytes
-from .dashboard import flatten_dictionaries
 from .selection import Selection
 
 MODES = ("add", "scale", "clamp", "ablate")
