@@ -287,7 +287,8 @@ def main() -> None:
     ap.add_argument("--build-dir", default=str(ROOT / "starter_build"))
     ap.add_argument("--tc-width", type=int, default=768)
     ap.add_argument("--sae-width", type=int, default=1536)
-    ap.add_argument("--k", type=int, default=32)
+    ap.add_argument("--k", type=int, default=40, help="active features per token, transcoders")
+    ap.add_argument("--sae-k", type=int, default=64, help="active features per token, residual SAEs")
     ap.add_argument("--no-skip", dest="skip", action="store_false",
                     help="plain transcoders (default: skip transcoders with a linear W_skip)")
     ap.add_argument("--sae-layers", default="6,12,18,24")
@@ -334,7 +335,7 @@ def main() -> None:
 
     sae_layers = [int(x) for x in args.sae_layers.split(",") if x.strip() and int(x) < model.n_layers]
     specs = [DictionarySpec.transcoder(L, args.tc_width, args.k, skip=args.skip) for L in range(model.n_layers)]
-    specs += [DictionarySpec.sae(f"resid_post.{L}", args.sae_width, args.k) for L in sae_layers]
+    specs += [DictionarySpec.sae(f"resid_post.{L}", args.sae_width, args.sae_k) for L in sae_layers]
 
     # ---- train (resumes from starter_build/ckpt)
     done_marker = build / "trained.json"
@@ -431,7 +432,7 @@ def main() -> None:
         "training": {"tokens_seen": trained["tokens"], "steps": trained["steps"],
                      "seconds": round(trained["seconds"], 1), "stopped_by": trained["stopped_by"],
                      "tokens_per_s": round(trained["tokens"] / max(trained["seconds"], 1e-9), 1),
-                     "architecture": "topk", "k": args.k, "transcoder_width": args.tc_width,
+                     "architecture": "topk", "k": args.k, "sae_k": args.sae_k, "transcoder_width": args.tc_width,
                      "transcoder_skip": args.skip,
                      "sae_width": args.sae_width, "sae_layers": sae_layers, "lr": args.lr,
                      "batch": f"{8} x {128} tokens, position 0 dropped", "seed": args.seed,
@@ -510,7 +511,7 @@ Commands (in order; a resumed build skips the stages already done):
   {tr['transcoder_width']}, k {tr['k']}{', with a linear skip `W_skip` (skip transcoders)' if tr.get('transcoder_skip') else ''}),
   fp16, our format (`iw.load_transcoders("starter")`).
 - `saes/resid_post.L/`: TopK residual-stream SAEs at layers {tr['sae_layers']} (width
-  {tr['sae_width']}, k {tr['k']}) (`iw.load_dictionary("starter/resid_post.12")`).
+  {tr['sae_width']}, k {tr.get('sae_k', tr['k'])}) (`iw.load_dictionary("starter/resid_post.12")`).
 - `labels.json` beside each dictionary: automatic labels for the live features from their
   evidence, written as `top activating tokens → top promoted tokens`. Edit them with
   `dictionary.set_label(i, "...")`.

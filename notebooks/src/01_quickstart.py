@@ -52,7 +52,7 @@ features = iw.FeaturePanel(model, sae, prompt="The Eiffel Tower is in the city o
 # the panel starts on the last token; its list is the activations' own top features there
 top = features.acts.top_features(-1, k=features.k)["feature"].tolist()
 assert features.error == "" and [r["feature"] for r in features.token_features] == top
-assert 28 <= features.acts.quality()["l0"].iloc[0] <= 32 and features.card["examples"]
+assert 0.85 * sae.k <= features.acts.quality()["l0"].iloc[0] <= sae.k and features.card["examples"]
 features
 
 # %% [markdown]

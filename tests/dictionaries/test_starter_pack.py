@@ -119,7 +119,7 @@ def test_a_paris_feature_fires_on_paris_and_steering_raises_paris(smollm):
 
     # existence: at least one of them, pushed at 2-8x its activation on Paris text (the best dose
     # per feature: too much overshoots), clearly raises P(" Paris")
-    # (measured on the 1.77M-token pack: 0.20 -> 0.62 for transcoder.25 #550 at 2x)
+    # (the 1.77M-token pack measured 0.20 -> 0.62 for its transcoder.25 #550 at 2x; feature ids change with each build)
     base = p_paris(candidates[0][0], candidates[0][1], 0.0)
     rises = [(d.name, f, max(p_paris(d, f, k * on_paris) for k in (2.0, 4.0, 8.0)))
              for d, f, on_paris, _, _ in candidates]
