@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from harness import screenshot
+from harness import screenshot, wait_until
 from notebook_cells import index
 
 
@@ -17,8 +17,15 @@ def test_lens_draws_reruns_and_selects(nb):
     box.fill("The cat sat on the mat")
     box.press("Enter")
     want = nb.wait_kernel("lens.tokens", lambda v: "".join(v) == "The cat sat on the mat", what="the new prompt to run")
-    panel.locator(".iw-lens-tokens .iw-tok").nth(len(want) - 1).wait_for()
-    assert panel.locator(".iw-lens-tokens .iw-tok").count() == len(want)
+    # the kernel has the new tokens; the browser redraws after the next state sync, so wait for the
+    # new row of tokens (the old prompt's row can already hold len(want) tokens or more)
+    toks = panel.locator(".iw-lens-tokens .iw-tok")
+    strip = panel.locator(".iw-lens-tokens")
+    wait_until(
+        lambda: toks.count() == len(want) and "mat" in strip.inner_text() and "Hello" not in strip.inner_text(),
+        timeout=30,
+        what=f"the lens to redraw with the new prompt's {len(want)} tokens",
+    )
 
     # click the second token: selection goes to the kernel, the detail list follows
     panel.locator(".iw-lens-tokens .iw-tok").nth(1).click()
