@@ -436,7 +436,8 @@ def main() -> None:
                      "transcoder_skip": args.skip,
                      "sae_width": args.sae_width, "sae_layers": sae_layers, "lr": args.lr,
                      "batch": f"{8} x {128} tokens, position 0 dropped", "seed": args.seed,
-                     "aux_loss": "AuxK (k_aux 256, coef 1/32), dead after 100k tokens"
+                     "aux_loss": "AuxK (k_aux 256, coef 1/32), dead after 100k tokens; a newly dead "
+                                 "feature's Adam moments restart at its AuxK gradient's scale"
                                  + (f"; dead features resampled every {args.resample_every} steps "
                                     f"(before the lr decay)" if args.resample_every else ""),
                      "resample_every": args.resample_every},

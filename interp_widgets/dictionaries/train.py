@@ -78,6 +78,10 @@ class TrainConfig:
     aux_k: int = 256
     aux_coef: float = 1 / 32
     dead_tokens: int = 100_000  # a feature silent for this many tokens counts as dead
+    # when a feature turns dead, restart its Adam moments at the scale of its AuxK gradient.
+    # Without this its second moment remembers the large gradients it had while alive (beta2
+    # 0.999: ~1000 steps), so the small AuxK gradient moves it ~0 in a run of a few thousand steps
+    fresh_moments_when_dead: bool = True
     # every this many steps (0: never, the default), re-initialise dead features towards inputs
     # the dictionary reconstructs worst (Bricken et al. 2023 resampling; never during the final lr
     # decay). Measured on the SmolLM2 starter build (TopK, lr 3e-3): every 100 steps it cut the
@@ -130,6 +134,9 @@ class TopKTrainee(nn.Module):
         self.register_buffer("in_scale", torch.tensor(0.0))
         self.register_buffer("out_scale", torch.tensor(0.0))
         self.register_buffer("since_fired", torch.zeros(n, dtype=torch.long))
+        # dead at the previous step (not checkpointed: after a resume every dead feature counts
+        # as newly dead once)
+        self.register_buffer("was_dead", torch.zeros(n, dtype=torch.bool), persistent=False)
         self.resampled = 0  # features re-initialised in this process (not checkpointed)
 
     @property
@@ -222,6 +229,25 @@ class TopKTrainee(nn.Module):
                 st["exp_avg_sq"][where] = 0.0
         self.resampled += n
         return n
+
+    @torch.no_grad()
+    def refresh_dead_moments(self, opt: torch.optim.Optimizer, cfg: TrainConfig) -> int:
+        """Features that turned dead this step: Adam's first moment to 0, second moment to the
+        square of the current (AuxK) gradient, so their next steps are ~lr in size. Call after
+        ``backward`` and before ``opt.step``; returns how many features were refreshed."""
+        dead = self.since_fired > cfg.dead_tokens
+        new = dead & ~self.was_dead
+        self.was_dead.copy_(dead)
+        ids = new.nonzero().squeeze(1)
+        if ids.numel() == 0:
+            return 0
+        for param, where in ((self.W_dec, (ids,)), (self.W_enc, (slice(None), ids)), (self.b_enc, (ids,))):
+            st = opt.state.get(param)
+            if not st or "exp_avg" not in st or param.grad is None:
+                continue
+            st["exp_avg"][where] = 0.0
+            st["exp_avg_sq"][where] = param.grad[where].pow(2)
+        return int(ids.numel())
 
     @torch.no_grad()
     def constrain_decoder(self, before_step: bool) -> None:
@@ -469,6 +495,8 @@ def train_dictionaries(model: Any, specs: Sequence[DictionarySpec], corpus: Corp
                 loss, stats = t.loss(x, y, cfg)
                 loss.backward()  # per dictionary: frees its graph before the next one
                 t.constrain_decoder(before_step=True)
+                if cfg.fresh_moments_when_dead:
+                    t.refresh_dead_moments(opt, cfg)
                 live[name] = stats
             opt.step()
             for t in trainees.values():
