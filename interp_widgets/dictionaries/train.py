@@ -4,7 +4,8 @@ One forward pass feeds every dictionary being trained (the pass stops after the 
 needed, so the LM head is skipped). Activations go through a bounded shuffle buffer (no
 activation dump on disk). Each dictionary is a TopK autoencoder with unit-norm decoder rows,
 an AuxK loss that revives dead features ("Scaling and evaluating sparse autoencoders", Gao et
-al. 2024), inputs scaled so their mean squared norm is ``d_in`` (folded back into the weights
+al. 2024; a feature that turns dead gets fresh Adam moments so the small AuxK gradient moves
+it at the learning rate), inputs scaled so their mean squared norm is ``d_in`` (folded back into the weights
 on export), ``b_dec`` initialised at the mean, a warmup + linear-decay learning rate, a tqdm bar
 with live metrics, and checkpoints (safetensors + JSON) to resume after an interrupt.
 
