@@ -140,45 +140,29 @@ def test_resampling_reinitialises_only_dead_features_from_high_error_inputs():
     assert t.resample_dead(x, y, opt, cfg, g) == 0
 
 
-def test_newly_dead_features_get_fresh_adam_moments_at_their_auxk_gradient_scale():
+def test_multi_topk_gives_the_features_ranked_k_to_4k_a_gradient():
     from interp_widgets.dictionaries.train import TopKTrainee
 
     g = torch.Generator().manual_seed(0)
-    t = TopKTrainee(DictionarySpec.transcoder(0, 40, 4, skip=True), 16, 16, g)
-    opt = torch.optim.Adam(t.parameters(), lr=1e-3)
-    cfg = TrainConfig(dead_tokens=1_000)
-    x, y = torch.randn(64, 16, generator=g), torch.randn(64, 16, generator=g)
-    for _ in range(3):  # moments built up while every feature is alive
-        opt.zero_grad()
-        t.loss(x, y, cfg)[0].backward()
-        assert t.refresh_dead_moments(opt, cfg) == 0
-        opt.step()
-    old_sq = opt.state[t.W_enc]["exp_avg_sq"].clone()
-    # features 3, 17, 29 have been silent past the window: this step's loss gives them AuxK gradient
-    dead = torch.tensor([3, 17, 29])
-    t.since_fired[dead] = 5_000
-    with torch.no_grad():  # lower their bias just enough to keep them out of every row's top-k
-        pre = x @ t.W_enc + t.b_enc
-        others = pre.clone()
-        others[:, dead] = float("-inf")
-        kth = others.topk(4, dim=-1).values[:, -1:]
-        t.b_enc[dead] -= (pre[:, dead] - kth).max(dim=0).values + 1e-3
-        assert (x @ t.W_enc + t.b_enc)[:, dead].max() > 0  # positive somewhere: AuxK sees them
-    opt.zero_grad()
-    loss, stats = t.loss(x, y, cfg)
-    assert stats["aux"] > 0
-    loss.backward()
-    assert t.refresh_dead_moments(opt, cfg) == 3
-    for param, cols in ((t.W_enc, (slice(None), dead)), (t.W_dec, (dead,)), (t.b_enc, (dead,))):
-        st = opt.state[param]
-        assert st["exp_avg"][cols].abs().sum() == 0
-        torch.testing.assert_close(st["exp_avg_sq"][cols], param.grad[cols].pow(2))
-    assert opt.state[t.W_enc]["exp_avg_sq"][:, dead].sum() > 0
-    live = torch.ones(40, dtype=torch.bool)
-    live[dead] = False
-    assert torch.equal(opt.state[t.W_enc]["exp_avg_sq"][:, live], old_sq[:, live])
-    # still dead on the next step: not "newly" dead, moments left to Adam
-    assert t.refresh_dead_moments(opt, cfg) == 0
+    t = TopKTrainee(DictionarySpec.transcoder(0, 64, 2, skip=True), 16, 16, g)
+    x, y = torch.randn(8, 16, generator=g), torch.randn(8, 16, generator=g)
+    with torch.no_grad():
+        ranks = (x @ t.W_enc + t.b_enc).argsort(dim=-1, descending=True)
+    in_top_k = torch.zeros(64, dtype=torch.bool)
+    in_top_k[ranks[:, :2].flatten()] = True
+    in_top_4k = torch.zeros(64, dtype=torch.bool)
+    in_top_4k[ranks[:, :8].flatten()] = True
+    only_4k = in_top_4k & ~in_top_k
+    assert only_4k.any()
+    grads = {}
+    for coef in (0.0, 0.125):
+        t.zero_grad()
+        loss, stats = t.loss(x, y, TrainConfig(multi_topk=coef))
+        loss.backward()
+        grads[coef] = t.W_enc.grad.abs().sum(0)
+    assert (grads[0.0][only_4k] == 0).all()  # plain TopK: no gradient below rank k
+    assert (grads[0.125][only_4k] > 0).all()
+    assert (grads[0.125][~in_top_4k] == 0).all() and stats["fvu_4k"] > 0
 
 
 def test_resampling_runs_inside_training_and_is_reported():
