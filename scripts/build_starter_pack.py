@@ -294,6 +294,9 @@ def main() -> None:
     ap.add_argument("--sae-layers", default="6,12,18,24")
     ap.add_argument("--max-tokens", type=int, default=3_000_000)
     ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--multi-topk", type=float, default=0.0,
+                    help="weight of the Multi-TopK term (FVU of the top-4k reconstruction; default 0: off; "
+                         "Gao et al. use 1/8)")
     ap.add_argument("--resample-every", type=int, default=0,
                     help="steps between dead-feature resamplings (default 0: AuxK only; see TrainConfig)")
     ap.add_argument("--eval-tokens", type=int, default=16_384)
@@ -344,7 +347,8 @@ def main() -> None:
         train_minutes = max(1.0, args.budget_minutes - spent - args.reserve_minutes)
         log(f"train: {len(specs)} dictionaries, budget {train_minutes:.1f} min, max {args.max_tokens:,} tokens")
         cfg = TrainConfig(max_tokens=args.max_tokens, budget_minutes=train_minutes, lr=args.lr,
-                          seed=args.seed, checkpoint_every_s=240, resample_every=args.resample_every)
+                          seed=args.seed, checkpoint_every_s=240, resample_every=args.resample_every,
+                          multi_topk=args.multi_topk)
         dicts, report = train_dictionaries(model, specs, train, config=cfg,
                                            checkpoint_dir=build / "ckpt", progress=True)
         log(f"train: {report}")
@@ -436,11 +440,12 @@ def main() -> None:
                      "transcoder_skip": args.skip,
                      "sae_width": args.sae_width, "sae_layers": sae_layers, "lr": args.lr,
                      "batch": f"{8} x {128} tokens, position 0 dropped", "seed": args.seed,
-                     "aux_loss": "AuxK (k_aux 256, coef 1/32), dead after 100k tokens; a newly dead "
-                                 "feature's Adam moments restart at its AuxK gradient's scale"
+                     "aux_loss": "AuxK (k_aux 256, coef 1/32), dead after 100k tokens"
+                                 + (f"; Multi-TopK term {args.multi_topk} x FVU(top 4k)" if args.multi_topk else "")
                                  + (f"; dead features resampled every {args.resample_every} steps "
                                     f"(before the lr decay)" if args.resample_every else ""),
-                     "resample_every": args.resample_every},
+                     "resample_every": args.resample_every,
+                     "multi_topk": args.multi_topk},
         "summary": summary,
         "per_dictionary": {k: v for k, v in metrics.items() if isinstance(v, dict)},
         "clean_loss": metrics.get("clean_loss"),

@@ -103,7 +103,7 @@ def run(args: argparse.Namespace) -> None:
             for i in range(0, n - ROWS, ROWS):
                 yield {s: tr[str(s)][i:i + ROWS].float() for s in sites}
 
-    specs = [DictionarySpec.transcoder(L, args.width, args.k, skip=True) for L in layers]
+    specs = [DictionarySpec.transcoder(L, args.width, args.k, skip=args.skip) for L in layers]
     t0 = time.time()
     dicts, report = train_dictionaries(None, specs, None, config=cfg, activations=stream(), d_model=576,
                                        progress=False)
@@ -120,7 +120,7 @@ def run(args: argparse.Namespace) -> None:
         res[L] = {"fvu": round(fvu, 3), "l0": round(float((f > 0).sum(-1).float().mean()), 1),
                   "dead_held": round(1 - float((f > 0).any(0).float().mean()), 3),
                   "dead_train": round(report.metrics[f"transcoder.{L}"]["dead"], 3)}
-    print(json.dumps({"name": args.name, "overrides": overrides, "tokens": report.tokens,
+    print(json.dumps({"name": args.name, "overrides": overrides, "skip": args.skip, "tokens": report.tokens,
                       "seconds": round(time.time() - t0), "layers": res}), flush=True)
 
 
@@ -140,6 +140,7 @@ def main() -> None:
     r.add_argument("--width", type=int, default=768)
     r.add_argument("--k", type=int, default=40)
     r.add_argument("--threads", type=int, default=2)
+    r.add_argument("--no-skip", dest="skip", action="store_false", help="plain transcoders (no W_skip)")
     args = ap.parse_args()
     collect(args) if args.cmd == "collect" else run(args)
 
