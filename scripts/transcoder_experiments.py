@@ -112,10 +112,7 @@ def run(args: argparse.Namespace) -> None:
         d = dicts[f"transcoder.{L}"]
         x, y = he[f"mlp_in.{L}"].float(), he[f"mlp_out.{L}"].float()
         with torch.no_grad():
-            pre = x @ d.W_enc + d.b_enc
-            v, i = pre.topk(args.k, dim=-1)
-            f = torch.zeros_like(pre).scatter_(1, i, v.relu())
-            recon = f @ d.W_dec + d.b_dec + (x @ d.W_skip if d.W_skip is not None else 0)
+            f, recon = d.encode(x), d.reconstruct(x)
             fvu = float((y - recon).pow(2).sum() / (y - y.mean(0)).pow(2).sum())
         res[L] = {"fvu": round(fvu, 3), "l0": round(float((f > 0).sum(-1).float().mean()), 1),
                   "dead_held": round(1 - float((f > 0).any(0).float().mean()), 3),

@@ -28,7 +28,8 @@ from .formats import (
 from .neurons import NeuronBasis, neuron_basis
 
 __all__ = [
-    "SAE", "Dictionary", "Feature", "FeatureDictionary", "Transcoder", "TranscoderSet", "flatten_dictionaries", "load_ours",
+    "SAE", "Dictionary", "Feature", "FeatureDictionary", "Transcoder", "TranscoderSet",
+    "flatten_dictionaries", "load_ours",
     "NeuronBasis", "neuron_basis", "load_dictionary", "load_transcoders", "detect_format",
     "load_saelens", "load_circuit_tracer", "save_saelens", "save_circuit_tracer",
     "Direction", "DirectionSet", "from_contrast", "mark_sinks", "DEFAULT_SINK_RATIO",

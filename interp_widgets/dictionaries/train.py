@@ -5,8 +5,9 @@ needed, so the LM head is skipped). Activations go through a bounded shuffle buf
 activation dump on disk). Each dictionary is a TopK autoencoder with unit-norm decoder rows,
 an AuxK loss that revives dead features ("Scaling and evaluating sparse autoencoders", Gao et
 al. 2024; optionally that paper's Multi-TopK term), inputs scaled so their mean squared norm is
-``d_in`` (folded back into the weights on export), ``b_dec`` initialised at the mean, a warmup + linear-decay learning rate, a tqdm bar
-with live metrics, and checkpoints (safetensors + JSON) to resume after an interrupt.
+``d_in`` (folded back into the weights on export), ``b_dec`` initialised at the mean, a warmup +
+linear-decay learning rate, a tqdm bar with live metrics, and checkpoints (safetensors + JSON) to
+resume after an interrupt.
 
     >>> sae = iw.train_sae(model, "resid_post.6", corpus, n_features=1024, k=32, max_tokens=200_000)
     >>> tcs = iw.train_transcoders(model, [3, 4, 5], corpus, n_features=1024, k=32)
@@ -157,13 +158,17 @@ class TopKTrainee(nn.Module):
         # gathers k decoder rows per token instead of a dense [N, n] @ [n, d] product
         return F.embedding_bag(idx, self.W_dec, per_sample_weights=vals, mode="sum")
 
-    def forward_topk(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """``(pre, vals, idx, recon)``: the TopK code and the full reconstruction (+ skip)."""
-        pre, vals, idx = self.encode_topk(x)
+    def reconstruct_sparse(self, vals: Tensor, idx: Tensor, x: Tensor) -> Tensor:
+        """The full reconstruction from a sparse code of ``x``: decoder rows + ``b_dec`` + skip."""
         recon = self.decode_sparse(vals, idx) + self.b_dec
         if self.W_skip is not None:
             recon = recon + x @ self.W_skip
-        return pre, vals, idx, recon
+        return recon
+
+    def forward_topk(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """``(pre, vals, idx, recon)``: the TopK code and the full reconstruction (+ skip)."""
+        pre, vals, idx = self.encode_topk(x)
+        return pre, vals, idx, self.reconstruct_sparse(vals, idx, x)
 
     def loss(self, x: Tensor, y: Tensor, cfg: TrainConfig) -> tuple[Tensor, dict[str, float]]:
         pre, vals, idx, recon = self.forward_topk(x)
@@ -180,9 +185,7 @@ class TopKTrainee(nn.Module):
         if cfg.multi_topk > 0:
             k4 = min(4 * self.spec.k, self.spec.n_features)
             v4, i4 = pre.topk(k4, dim=-1, sorted=False)
-            recon4 = self.decode_sparse(F.relu(v4), i4) + self.b_dec
-            if self.W_skip is not None:
-                recon4 = recon4 + x @ self.W_skip
+            recon4 = self.reconstruct_sparse(F.relu(v4), i4, x)
             multi = (y - recon4).pow(2).sum(-1).mean() / total_var
             loss = loss + cfg.multi_topk * multi
         dead = self.since_fired > cfg.dead_tokens
