@@ -275,6 +275,25 @@ def write_default_corpus(build: Path, recs: list[dict], seed: int) -> None:
 
 
 # ----------------------------------------------------------------------------- main
+def parse_tc_layers(items: list[str], n_layers: int) -> dict[int, dict[str, float]]:
+    """``["29:width=384,lr_scale=0.5"]`` -> ``{29: {"width": 384, "lr_scale": 0.5}}``."""
+    kinds = {"width": int, "k": int, "lr_scale": float}
+    out: dict[int, dict[str, float]] = {}
+    for item in items:
+        layer, _, rest = item.partition(":")
+        try:
+            L = int(layer)
+            pairs = [kv.split("=", 1) for kv in rest.split(",") if kv.strip()]
+            vals = {key.strip(): kinds[key.strip()](val) for key, val in pairs}
+        except (ValueError, KeyError):
+            raise SystemExit(f"--tc-layer {item!r}: expected 'L:key=val,...' with keys "
+                             f"{', '.join(kinds)}, e.g. '29:width=384,lr_scale=0.5'") from None
+        if not 0 <= L < n_layers or not vals:
+            raise SystemExit(f"--tc-layer {item!r}: layer must be in 0-{n_layers - 1}, with a setting")
+        out.setdefault(L, {}).update(vals)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--budget-minutes", type=float, default=100.0,
@@ -294,6 +313,9 @@ def main() -> None:
     ap.add_argument("--sae-layers", default="6,12,18,24")
     ap.add_argument("--max-tokens", type=int, default=3_000_000)
     ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--tc-layer", action="append", default=[], metavar="L:key=val,...",
+                    help="per-layer transcoder settings (width, k, lr_scale), e.g. "
+                         "'29:width=384,lr_scale=0.5'; repeatable")
     ap.add_argument("--multi-topk", type=float, default=0.0,
                     help="weight of the Multi-TopK term (FVU of the top-4k reconstruction; default 0: off; "
                          "Gao et al. use 1/8)")
@@ -337,7 +359,11 @@ def main() -> None:
     train, held_out = corpus.split(every=20)
 
     sae_layers = [int(x) for x in args.sae_layers.split(",") if x.strip() and int(x) < model.n_layers]
-    specs = [DictionarySpec.transcoder(L, args.tc_width, args.k, skip=args.skip) for L in range(model.n_layers)]
+    per_layer = parse_tc_layers(args.tc_layer, model.n_layers)
+    specs = [DictionarySpec.transcoder(L, per_layer.get(L, {}).get("width", args.tc_width),
+                                       per_layer.get(L, {}).get("k", args.k), skip=args.skip,
+                                       lr_scale=per_layer.get(L, {}).get("lr_scale", 1.0))
+             for L in range(model.n_layers)]
     specs += [DictionarySpec.sae(f"resid_post.{L}", args.sae_width, args.sae_k) for L in sae_layers]
 
     # ---- train (resumes from starter_build/ckpt)
@@ -366,7 +392,7 @@ def main() -> None:
     tcs = {sp.site.layer: load_ours(build / "trained" / sp.name) for sp in specs if sp.kind == "transcoder"}
     tset = TranscoderSet(tcs, name="starter transcoders", metadata={
         "model": model.name, "tokens_seen": trained["tokens"], "k": args.k, "width": args.tc_width,
-        "skip": args.skip})
+        "skip": args.skip, "per_layer": {str(L): v for L, v in per_layer.items()}})
     tset.save(pack / "transcoders", dtype=torch.float16)
     for sp in specs:
         if sp.kind == "sae":
@@ -438,6 +464,7 @@ def main() -> None:
                      "tokens_per_s": round(trained["tokens"] / max(trained["seconds"], 1e-9), 1),
                      "architecture": "topk", "k": args.k, "sae_k": args.sae_k, "transcoder_width": args.tc_width,
                      "transcoder_skip": args.skip,
+                     "transcoder_per_layer": {str(L): v for L, v in per_layer.items()},
                      "sae_width": args.sae_width, "sae_layers": sae_layers, "lr": args.lr,
                      "batch": f"{8} x {128} tokens, position 0 dropped", "seed": args.seed,
                      "aux_loss": "AuxK (k_aux 256, coef 1/32), dead after 100k tokens"
@@ -501,6 +528,8 @@ def card(m: dict) -> str:
                     for x in m["corpus"]["sources"])
     targets = "\n".join(f"- {k}: **{'met' if v else 'NOT met'}**" for k, v in s["targets"].items())
     fmt = lambda x: "n/a" if x is None else f"{x:.3f}"  # noqa: E731
+    per_layer = "".join(f"; layer {L}: " + ", ".join(f"{k} {v}" for k, v in kv.items())
+                        for L, kv in tr.get("transcoder_per_layer", {}).items())
     return f"""# Starter pack for {m['model']}
 
 Built by `scripts/build_starter_pack.py` on {m['built_at']} ({m['machine']['cpus']} CPU cores,
@@ -514,7 +543,7 @@ Commands (in order; a resumed build skips the stages already done):
 ## Contents
 
 - `transcoders/`: TopK transcoders `mlp_in.L -> mlp_out.L` for every layer (width
-  {tr['transcoder_width']}, k {tr['k']}{', with a linear skip `W_skip` (skip transcoders)' if tr.get('transcoder_skip') else ''}),
+  {tr['transcoder_width']}, k {tr['k']}{', with a linear skip `W_skip` (skip transcoders)' if tr.get('transcoder_skip') else ''}{per_layer}),
   fp16, our format (`iw.load_transcoders("starter")`).
 - `saes/resid_post.L/`: TopK residual-stream SAEs at layers {tr['sae_layers']} (width
   {tr['sae_width']}, k {tr.get('sae_k', tr['k'])}) (`iw.load_dictionary("starter/resid_post.12")`).

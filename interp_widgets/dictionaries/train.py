@@ -47,21 +47,23 @@ class DictionarySpec:
     n_features: int
     k: int
     skip: bool = False  # transcoders: also learn a linear skip ``x @ W_skip`` (a "skip transcoder")
+    lr_scale: float = 1.0  # this dictionary's learning rate is ``TrainConfig.lr * lr_scale``
 
     @property
     def kind(self) -> str:
         return "sae" if self.site == self.out_site else "transcoder"
 
     @classmethod
-    def sae(cls, site: str | Site, n_features: int, k: int, name: str | None = None) -> DictionarySpec:
+    def sae(cls, site: str | Site, n_features: int, k: int, name: str | None = None, *,
+            lr_scale: float = 1.0) -> DictionarySpec:
         s = Site.parse(site)
-        return cls(name or str(s), s, s, int(n_features), int(k))
+        return cls(name or str(s), s, s, int(n_features), int(k), lr_scale=float(lr_scale))
 
     @classmethod
     def transcoder(cls, layer: int, n_features: int, k: int, name: str | None = None, *,
-                   skip: bool = False) -> DictionarySpec:
+                   skip: bool = False, lr_scale: float = 1.0) -> DictionarySpec:
         return cls(name or f"transcoder.{layer}", Site("mlp_in", layer), Site("mlp_out", layer),
-                   int(n_features), int(k), bool(skip))
+                   int(n_features), int(k), bool(skip), float(lr_scale))
 
 
 @dataclass(frozen=True)
@@ -419,12 +421,15 @@ def train_dictionaries(model: Any, specs: Sequence[DictionarySpec], corpus: Corp
             model.site(sp.out_site)
         if not 0 < sp.k <= sp.n_features:
             raise DictionaryError(f"{sp.name}: k must be in 1-{sp.n_features}, got {sp.k}")
+        if not sp.lr_scale > 0:
+            raise DictionaryError(f"{sp.name}: lr_scale must be > 0, got {sp.lr_scale}")
     torch.manual_seed(cfg.seed)
     g = torch.Generator().manual_seed(cfg.seed)
     d = int(d_model or model.d_model)
     trainees = {sp.name: TopKTrainee(sp, d, d, g) for sp in specs}
-    params = [p for t in trainees.values() for p in t.parameters()]
-    opt = torch.optim.Adam(params, lr=cfg.lr, betas=(0.9, 0.999))
+    # one parameter group per dictionary, so each can run at its own lr (DictionarySpec.lr_scale)
+    opt = torch.optim.Adam([{"params": list(t.parameters()), "lr_scale": t.spec.lr_scale}
+                            for t in trainees.values()], lr=cfg.lr, betas=(0.9, 0.999))
     sites = needed_sites(specs)
     per_batch = cfg.batch_size * (cfg.seq_len - 1)
     buffer = ShuffleBuffer(per_batch * cfg.buffer_batches, {s: d for s in sites}, g)
@@ -479,7 +484,7 @@ def train_dictionaries(model: Any, specs: Sequence[DictionarySpec], corpus: Corp
                 continue
             lr = lr_at(int(state["steps"]), progress_fraction(elapsed))
             for group in opt.param_groups:
-                group["lr"] = lr
+                group["lr"] = lr * group["lr_scale"]
             opt.zero_grad(set_to_none=True)
             for name, t in trainees.items():
                 x = out[t.spec.site] * t.in_scale
@@ -531,7 +536,8 @@ def train_dictionaries(model: Any, specs: Sequence[DictionarySpec], corpus: Corp
              "batch_size": cfg.batch_size, "seq_len": cfg.seq_len,
              "corpus": corpus.name if corpus is not None else "activations"}
     model_name = getattr(model, "name", None) or "unknown"
-    out_dicts = {name: t.export(model_name, extra) for name, t in trainees.items()}
+    out_dicts = {name: t.export(model_name, {**extra, "lr": cfg.lr * t.spec.lr_scale})
+                 for name, t in trainees.items()}
     report = TrainingReport(tokens=int(state["tokens"]), steps=int(state["steps"]),
                             seconds=float(state["seconds"]), stopped_by=stopped_by,
                             metrics={k: dict(v) for k, v in live.items()})

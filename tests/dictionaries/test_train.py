@@ -165,6 +165,25 @@ def test_multi_topk_gives_the_features_ranked_k_to_4k_a_gradient():
     assert (grads[0.125][~in_top_4k] == 0).all() and stats["fvu_4k"] > 0
 
 
+def test_lr_scale_gives_one_dictionary_its_own_learning_rate():
+    _, site, stream = _planted_stream(n_batches=30)
+
+    def run(lr, scale):
+        cfg = TrainConfig(max_tokens=10**9, batch_size=2, seq_len=129, lr=lr, warmup_steps=5,
+                          buffer_batches=2, seed=0)
+        spec = DictionarySpec.sae(site, 64, 3, lr_scale=scale)
+        d, _ = train_dictionaries(None, [spec], None, config=cfg, activations=stream(), d_model=32,
+                                  progress=False)
+        return d[str(site)]
+
+    half = run(2e-3, 0.5)
+    assert torch.equal(half.W_dec, run(1e-3, 1.0).W_dec)  # lr 2e-3 x 0.5 is lr 1e-3, step for step
+    assert not torch.equal(half.W_dec, run(2e-3, 1.0).W_dec)
+    assert half.metadata["lr"] == pytest.approx(1e-3)
+    with pytest.raises(DictionaryError, match="lr_scale"):
+        run(1e-3, 0.0)
+
+
 def test_resampling_runs_inside_training_and_is_reported():
     truth, site, stream = _planted_stream()
     cfg = TrainConfig(max_tokens=10**9, batch_size=2, seq_len=129, lr=3e-3, warmup_steps=20,
