@@ -18,6 +18,7 @@ Position 0 (the attention sink of SmolLM2-like models) is never counted.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections import Counter
 from collections.abc import Mapping
@@ -194,9 +195,9 @@ class FeatureIndex:
     def save(self, path: str | Path) -> Path:
         """Save to a folder: ``index.json`` + ``index.safetensors`` + ``vocab.json``."""
         folder = Path(path)
-        _save_shared(folder, self.tokens, self.vocab)
+        sha = _save_shared(folder, self.tokens, self.vocab)
         atomic_save_safetensors(folder / "index.safetensors", self._arrays())
-        atomic_write_json(folder / "index.json", self._header())
+        atomic_write_json(folder / "index.json", {**self._header(), "tokens_sha": sha})
         return folder
 
     @classmethod
@@ -209,6 +210,12 @@ class FeatureIndex:
             raise DictionaryError(f"{folder / (stem + '.json')} is not a FeatureIndex header")
         arrays = load_safetensors(folder / f"{stem}.safetensors")
         tokens = load_safetensors(folder / "tokens.safetensors")["tokens"].long()
+        # the header names the token table its examples point into (older saves have none and load as before)
+        if "tokens_sha" in head and head["tokens_sha"] != _tokens_sha(tokens):
+            raise DictionaryError(
+                f"{folder / (stem + '.json')} belongs to another scan than {folder / 'tokens.safetensors'} "
+                f"(a save that was interrupted, or two scans saved into one folder): scan again and "
+                f"save the whole set with save_index_set, or save each scan in its own folder")
         vocab = {int(k): v for k, v in read_json(folder / "vocab.json", "index vocabulary").items()}
         missing = {"top_seq", "top_pos", "top_act", "top_window", "hist_counts", "max_act", "fired",
                    "act_sum"} - set(arrays)
@@ -236,24 +243,38 @@ def _safe_name(name: str) -> str:
     return name.replace("/", "_")
 
 
-def _save_shared(folder: Path, tokens: Tensor, vocab: dict[int, str]) -> None:
+def _tokens_sha(tokens: Tensor) -> str:
+    """A fingerprint of a scan's token table, recorded in every index header that points into it."""
+    return hashlib.sha256(tokens.long().contiguous().numpy().tobytes()).hexdigest()[:16]
+
+
+def _save_shared(folder: Path, tokens: Tensor, vocab: dict[int, str]) -> str:
     folder.mkdir(parents=True, exist_ok=True)
     dtype = torch.int32 if tokens.numel() and int(tokens.max()) >= 32768 else torch.int16
     atomic_save_safetensors(folder / "tokens.safetensors", {"tokens": tokens.to(dtype)})
     atomic_write_json(folder / "vocab.json", {str(k): v for k, v in sorted(vocab.items())})
+    return _tokens_sha(tokens)
 
 
 def save_index_set(folder: str | Path, indexes: Mapping[str, FeatureIndex]) -> Path:
-    """Save several indexes of one scan sharing the token table (``FeatureIndex.load(folder, name)``)."""
+    """Save several indexes of one scan sharing the token table (``FeatureIndex.load(folder, name)``).
+
+    Each file is written atomically and each header records the token table's fingerprint, so
+    an index left over from an earlier scan in the same folder (or a save cut off half-way)
+    fails to load with a clear error instead of showing examples from the wrong tokens.
+    """
     folder = Path(folder)
+    if not indexes:
+        raise DictionaryError("save_index_set needs at least one index")
     first = next(iter(indexes.values()))
-    _save_shared(folder, first.tokens, first.vocab)
     for name, ix in indexes.items():
         if ix.tokens is not first.tokens and not torch.equal(ix.tokens, first.tokens):
             raise DictionaryError(f"index {name!r} comes from another scan: save it on its own")
+    sha = _save_shared(folder, first.tokens, first.vocab)
+    for name, ix in indexes.items():
         stem = _safe_name(name)
         atomic_save_safetensors(folder / f"{stem}.safetensors", ix._arrays())
-        atomic_write_json(folder / f"{stem}.json", ix._header())
+        atomic_write_json(folder / f"{stem}.json", {**ix._header(), "tokens_sha": sha})
     return folder
 
 

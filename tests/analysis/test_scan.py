@@ -109,6 +109,23 @@ def test_scan_many_shares_one_pass_and_resumes_after_interrupt(tiny_llama, sae, 
         scan_many(tiny_llama, {"a": sae}, corpus, checkpoint_dir=tmp_path / "ck", **KW)
 
 
+def test_an_index_from_another_scan_in_the_same_folder_is_refused(tiny_llama, sae, index, tmp_path):
+    other = SAE.random(d_in=tiny_llama.d_model, n_features=16, site="resid_post.1", architecture="topk", k=2)
+    save_index_set(tmp_path, {"a": index, "b": scan(tiny_llama, other, Corpus.from_strings(DOCS), **KW)})
+    assert FeatureIndex.load(tmp_path, "b").n_features == 16
+    # a later scan of other text saves "a" only: the token table changes under the old "b"
+    later = scan(tiny_llama, sae, Corpus.from_strings([d.upper() for d in DOCS]), **KW)
+    assert not torch.equal(later.tokens, index.tokens)
+    save_index_set(tmp_path, {"a": later})
+    assert torch.equal(FeatureIndex.load(tmp_path, "a").top_act, later.top_act)
+    with pytest.raises(DictionaryError, match="another scan"):
+        FeatureIndex.load(tmp_path, "b")
+    # a mixed set is refused before anything is written
+    with pytest.raises(DictionaryError, match="another scan"):
+        save_index_set(tmp_path / "mixed", {"a": later, "b": index})
+    assert not (tmp_path / "mixed").exists()
+
+
 def test_errors_name_the_fix(tiny_llama, sae, index):
     with pytest.raises(FeatureError, match="0-47"):
         index.top_examples(48)
