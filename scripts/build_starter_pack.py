@@ -360,10 +360,11 @@ def main() -> None:
 
     sae_layers = [int(x) for x in args.sae_layers.split(",") if x.strip() and int(x) < model.n_layers]
     per_layer = parse_tc_layers(args.tc_layer, model.n_layers)
-    specs = [DictionarySpec.transcoder(L, per_layer.get(L, {}).get("width", args.tc_width),
-                                       per_layer.get(L, {}).get("k", args.k), skip=args.skip,
-                                       lr_scale=per_layer.get(L, {}).get("lr_scale", 1.0))
-             for L in range(model.n_layers)]
+    per_layer_json = {str(L): v for L, v in per_layer.items()}  # recorded in the pack and metrics.json
+    specs = []
+    for L in range(model.n_layers):
+        o = {"width": args.tc_width, "k": args.k, "lr_scale": 1.0, **per_layer.get(L, {})}
+        specs.append(DictionarySpec.transcoder(L, o["width"], o["k"], skip=args.skip, lr_scale=o["lr_scale"]))
     specs += [DictionarySpec.sae(f"resid_post.{L}", args.sae_width, args.sae_k) for L in sae_layers]
 
     # ---- train (resumes from starter_build/ckpt)
@@ -392,7 +393,7 @@ def main() -> None:
     tcs = {sp.site.layer: load_ours(build / "trained" / sp.name) for sp in specs if sp.kind == "transcoder"}
     tset = TranscoderSet(tcs, name="starter transcoders", metadata={
         "model": model.name, "tokens_seen": trained["tokens"], "k": args.k, "width": args.tc_width,
-        "skip": args.skip, "per_layer": {str(L): v for L, v in per_layer.items()}})
+        "skip": args.skip, "per_layer": per_layer_json})
     tset.save(pack / "transcoders", dtype=torch.float16)
     for sp in specs:
         if sp.kind == "sae":
@@ -464,7 +465,7 @@ def main() -> None:
                      "tokens_per_s": round(trained["tokens"] / max(trained["seconds"], 1e-9), 1),
                      "architecture": "topk", "k": args.k, "sae_k": args.sae_k, "transcoder_width": args.tc_width,
                      "transcoder_skip": args.skip,
-                     "transcoder_per_layer": {str(L): v for L, v in per_layer.items()},
+                     "transcoder_per_layer": per_layer_json,
                      "sae_width": args.sae_width, "sae_layers": sae_layers, "lr": args.lr,
                      "batch": f"{8} x {128} tokens, position 0 dropped", "seed": args.seed,
                      "aux_loss": "AuxK (k_aux 256, coef 1/32), dead after 100k tokens"
