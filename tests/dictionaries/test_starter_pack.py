@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 import interp_widgets as iw
@@ -37,6 +38,31 @@ def test_layout_size_and_metrics_come_from_the_script():
     from safetensors import safe_open
     with safe_open(str(PACK / "transcoders" / "layer_12" / "weights.safetensors"), "pt") as f:
         assert f.get_tensor("W_enc").dtype == torch.float16
+
+
+def test_per_layer_settings_in_metrics_match_the_shipped_weights():
+    metrics = json.loads((PACK / "metrics.json").read_text())
+    tr = metrics["training"]
+    per_layer = {int(L): v for L, v in tr.get("transcoder_per_layer", {}).items()}
+    for L in range(30):
+        cfg = json.loads((PACK / "transcoders" / f"layer_{L:02d}" / "config.json").read_text())
+        want = {"width": tr["transcoder_width"], "k": tr["k"], "lr_scale": 1.0, **per_layer.get(L, {})}
+        assert (cfg["n_features"], cfg["k"]) == (want["width"], want["k"]), L
+        assert cfg["metadata"]["lr"] == pytest.approx(tr["lr"] * want["lr_scale"]), L
+
+
+def test_build_script_tc_layer_flag_names_the_format_on_bad_input():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("build_starter_pack", PACK.parents[2] / "scripts"
+                                                  / "build_starter_pack.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.parse_tc_layers(["29:width=256,lr_scale=0.6", "29:k=20"], 30) == {
+        29: {"width": 256, "lr_scale": 0.6, "k": 20}}
+    for bad in ["29:wdth=256", "x:width=256", "29:width=big", "30:width=256", "29:"]:
+        with pytest.raises(SystemExit, match="--tc-layer"):
+            mod.parse_tc_layers([bad], 30)
 
 
 def test_pack_loads_in_under_five_seconds_in_a_fresh_process():
