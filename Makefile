@@ -49,7 +49,7 @@ lint: setup
 starter-pack: setup
 	$(PY) scripts/build_starter_pack.py --budget-minutes 115 --reserve-minutes 0 --generate-minutes 7 \
 		--eval-tokens 16384 --ce-batches 2 --ce-all-batches 4 --scan-tokens 100000 \
-		--lr 1.2e-3 --tc-layer 29:width=256,lr_scale=0.6
+		--lr 1.2e-3 --tc-layer 29:width=256,lr_scale=0.6 --tc-layer 18:lr_scale=0.8
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info
