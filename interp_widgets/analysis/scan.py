@@ -194,11 +194,7 @@ class FeatureIndex:
 
     def save(self, path: str | Path) -> Path:
         """Save to a folder: ``index.json`` + ``index.safetensors`` + ``vocab.json``."""
-        folder = Path(path)
-        sha = _save_shared(folder, self.tokens, self.vocab)
-        atomic_save_safetensors(folder / "index.safetensors", self._arrays())
-        atomic_write_json(folder / "index.json", {**self._header(), "tokens_sha": sha})
-        return folder
+        return save_index_set(path, {"index": self})  # a set of one, under the stem load() defaults to
 
     @classmethod
     def load(cls, path: str | Path, name: str | None = None) -> FeatureIndex:
